@@ -1,0 +1,16 @@
+//! Carbon League's schema: the Postgres migrations and every wire type of the HTTP and
+//! WebSocket API.
+//!
+//! Nothing else in the workspace declares a request, response or message struct: the server,
+//! the end-to-end tests and the load generator all speak through these types, so the OpenAPI
+//! document and the code cannot drift apart.
+
+pub mod api;
+pub mod error;
+pub mod ids;
+
+pub use error::{ErrorBody, ErrorDetail};
+pub use ids::{ClassId, SchoolId, SeasonId, StudentId, UserId};
+
+/// The Postgres migrations in `schema/migrations/`, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

@@ -1,0 +1,150 @@
+//! Carbon League's server: the axum HTTP API (and, as the league grows, its WebSocket) over
+//! Postgres and Redis.
+//!
+//! `main.rs` is a thin command line over this library. Tests and the load generator boot the
+//! real server in-process with [`Server::build`] on port 0, read [`Server::local_addr`], and run
+//! it with [`Server::run_until`].
+
+pub mod admin;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod settings;
+pub mod state;
+pub mod telemetry;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use tokio::net::TcpListener;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::error::error_response;
+use crate::settings::Settings;
+use crate::state::AppState;
+
+/// A server bound to its address, ready to run.
+pub struct Server {
+    listener: TcpListener,
+    router: axum::Router,
+    state: AppState,
+}
+
+impl Server {
+    /// Connects to Postgres and Redis (failing fast if either does not answer), applies the
+    /// migrations when `migrate` is true, and binds `server.bind_addr`.
+    pub async fn build(settings: Settings, migrate: bool) -> anyhow::Result<Self> {
+        let bind_addr = settings.server.bind_addr;
+        let max_body = settings.server.max_body_bytes;
+        let state = AppState::connect(settings).await?;
+        if migrate {
+            schema::MIGRATOR
+                .run(&state.db)
+                .await
+                .context("applying database migrations")?;
+        }
+        let listener = TcpListener::bind(bind_addr).await.with_context(|| {
+            format!("cannot listen on server.bind_addr (BIND_ADDR) {bind_addr}")
+        })?;
+        let router = routes::router(state.clone())
+            .layer(DefaultBodyLimit::max(max_body))
+            .layer(TraceLayer::new_for_http())
+            .layer(CatchPanicLayer::custom(
+                |_: Box<dyn std::any::Any + Send>| {
+                    tracing::error!("a request handler panicked");
+                    error_response(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "internal_error",
+                        "internal error".into(),
+                        None,
+                    )
+                },
+            ));
+        Ok(Self {
+            listener,
+            router,
+            state,
+        })
+    }
+
+    /// The address the server listens on (with the real port when bound to port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The shared state (pools and settings), e.g. for tests that inspect the database.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` completes, then lets open requests finish within
+    /// `server.shutdown_grace_ms`.
+    pub async fn run_until(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> anyhow::Result<()> {
+        let grace = Duration::from_millis(self.state.settings.server.shutdown_grace_ms);
+        let limits = self.state.limits.clone();
+        let purge = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                limits.purge();
+            }
+        });
+        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+        let serve = axum::serve(
+            self.listener,
+            self.router
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            shutdown.await;
+            let _ = stop_tx.send(());
+        });
+        let serve = tokio::spawn(async move { serve.await });
+        tokio::pin!(serve);
+        let result = tokio::select! {
+            r = &mut serve => r,
+            _ = async { if stop_rx.await.is_ok() { tokio::time::sleep(grace).await } else { std::future::pending::<()>().await } } => {
+                tracing::warn!("grace period over; closing remaining connections");
+                serve.abort();
+                Ok(Ok(()))
+            }
+        };
+        purge.abort();
+        self.state.db.close().await;
+        result
+            .context("server task failed")?
+            .context("server failed")
+    }
+}
+
+/// Completes on Ctrl-C or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+    tracing::info!("shutdown signal received");
+}

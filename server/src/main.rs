@@ -1,0 +1,84 @@
+//! The `carbon-league` command line: `serve`, `migrate`, `admin bootstrap`.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use carbon_league::settings::Settings;
+use carbon_league::{Server, shutdown_signal, state, telemetry};
+use clap::{Parser, Subcommand};
+
+/// Carbon League: the real-time game backend of a low-carbon schools programme.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    /// A TOML file layered over config/default.toml (environment variables still win).
+    #[arg(long, global = true, value_name = "FILE")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server (applies pending migrations first unless --no-migrate).
+    Serve {
+        /// Do not apply migrations at start-up.
+        #[arg(long)]
+        no_migrate: bool,
+    },
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Administration tasks.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Create the first programme admin and print its credentials once (refuses when one exists).
+    Bootstrap {
+        /// The programme admin's username.
+        #[arg(long, default_value = "admin")]
+        username: String,
+    },
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let settings = Settings::load(cli.config.as_deref())?;
+    telemetry::init(&settings.log);
+    match cli.command {
+        Command::Serve { no_migrate } => {
+            let migrate = settings.server.migrate_on_start && !no_migrate;
+            let server = Server::build(settings, migrate).await?;
+            tracing::info!(addr = %server.local_addr()?, "carbon-league listening");
+            server.run_until(shutdown_signal()).await
+        }
+        Command::Migrate => {
+            let db = state::connect_postgres(&settings.database).await?;
+            schema::MIGRATOR
+                .run(&db)
+                .await
+                .context("applying database migrations")?;
+            println!("migrations applied");
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::Bootstrap { username },
+        } => {
+            let db = state::connect_postgres(&settings.database).await?;
+            schema::MIGRATOR
+                .run(&db)
+                .await
+                .context("applying database migrations")?;
+            let creds = carbon_league::admin::bootstrap(&db, &username).await?;
+            println!("Programme admin created. These credentials are shown once:");
+            println!("  username: {}", creds.username);
+            println!("  password: {}", creds.password);
+            Ok(())
+        }
+    }
+}

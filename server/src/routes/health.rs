@@ -1,0 +1,65 @@
+//! `/healthz` (the process lives) and `/readyz` (Postgres and Redis both answer).
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use schema::ErrorBody;
+use schema::api::Readiness;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::error::error_response;
+use crate::extract::Json;
+use crate::state::{AppState, ping_postgres, ping_redis};
+
+/// How long a readiness probe waits for each dependency.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+}
+
+/// Liveness: 200 while the process lives.
+#[utoipa::path(get, path = "/healthz", tag = "health", responses((status = 200, description = "alive")))]
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"status": "ok"}))
+}
+
+/// Readiness: 200 only while both Postgres and Redis answer; otherwise 503 naming which does not.
+#[utoipa::path(get, path = "/readyz", tag = "health", responses(
+    (status = 200, body = Readiness),
+    (status = 503, body = ErrorBody, description = "Postgres or Redis does not answer; the message names it"),
+))]
+async fn readyz(State(state): State<AppState>) -> Response {
+    let (pg, redis) = tokio::join!(
+        ping_postgres(&state.db, PROBE_TIMEOUT),
+        ping_redis(&state.redis, PROBE_TIMEOUT)
+    );
+    let down: Vec<&str> = [("postgres", pg.is_ok()), ("redis", redis.is_ok())]
+        .into_iter()
+        .filter(|(_, ok)| !ok)
+        .map(|(name, _)| name)
+        .collect();
+    if down.is_empty() {
+        return Json(Readiness {
+            postgres: "ok".into(),
+            redis: "ok".into(),
+        })
+        .into_response();
+    }
+    let code = match down.as_slice() {
+        ["postgres"] => "postgres_unavailable",
+        ["redis"] => "redis_unavailable",
+        _ => "dependencies_unavailable",
+    };
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        code,
+        format!("not ready: {} unavailable", down.join(" and ")),
+        None,
+    )
+}

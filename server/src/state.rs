@@ -1,0 +1,146 @@
+//! The shared application state and the connections it holds.
+//!
+//! One cheap-to-clone [`AppState`]: the Postgres pool, the Redis pool, the settings and the
+//! rate limiters. Pools have explicit sizes and timeouts, so a dependency that is down or
+//! saturated turns into a prompt 503 instead of a hang.
+
+use std::num::NonZeroU32;
+use std::str::FromStr as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use bb8_redis::RedisConnectionManager;
+use governor::{DefaultKeyedRateLimiter, Quota};
+use sqlx::PgPool;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
+
+use crate::error::{ApiError, ApiResult};
+use crate::settings::{DatabaseSettings, RedisSettings, Settings};
+
+/// The Redis pool type.
+pub type RedisPool = bb8::Pool<RedisConnectionManager>;
+
+/// Everything a handler needs; clone freely.
+#[derive(Clone)]
+pub struct AppState {
+    /// Postgres: the source of truth.
+    pub db: PgPool,
+    /// Redis: leaderboards and live events between server processes.
+    pub redis: RedisPool,
+    /// The settings the server started with.
+    pub settings: Arc<Settings>,
+    /// Sign-in and join rate limits.
+    pub limits: Arc<Limiters>,
+}
+
+/// In-process rate limiters. Each server process limits on its own; behind a load balancer of
+/// N processes the effective limit is up to N times higher, which is acceptable for their job
+/// (slowing down password and join-code guessing).
+pub struct Limiters {
+    /// Per username.
+    pub login: DefaultKeyedRateLimiter<String>,
+    /// Per client address.
+    pub join: DefaultKeyedRateLimiter<std::net::IpAddr>,
+}
+
+impl Limiters {
+    fn new(settings: &Settings) -> Self {
+        let quota = |per_minute: u32| {
+            Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN))
+        };
+        Self {
+            login: DefaultKeyedRateLimiter::keyed(quota(settings.auth.login_attempts_per_minute)),
+            join: DefaultKeyedRateLimiter::keyed(quota(settings.auth.join_attempts_per_minute)),
+        }
+    }
+
+    /// Forgets keys that are back to a full quota, so the maps do not grow without bound.
+    pub fn purge(&self) {
+        self.login.retain_recent();
+        self.join.retain_recent();
+    }
+}
+
+/// Checks one attempt against a keyed limiter; too many is a 429 with a retry delay.
+pub fn check_rate<K: Clone + std::hash::Hash + Eq>(
+    limiter: &DefaultKeyedRateLimiter<K>,
+    key: &K,
+) -> ApiResult<()> {
+    use governor::clock::{Clock as _, DefaultClock};
+    limiter.check_key(key).map_err(|not_until| {
+        let wait = not_until.wait_time_from(DefaultClock::default().now());
+        ApiError::TooManyRequests(wait.as_secs().max(1))
+    })
+}
+
+impl AppState {
+    /// Connects to Postgres and Redis, checking both answer.
+    pub async fn connect(settings: Settings) -> anyhow::Result<Self> {
+        let db = connect_postgres(&settings.database).await?;
+        let redis = connect_redis(&settings.redis).await?;
+        let limits = Arc::new(Limiters::new(&settings));
+        Ok(Self {
+            db,
+            redis,
+            settings: Arc::new(settings),
+            limits,
+        })
+    }
+}
+
+/// A Postgres pool with explicit size and timeouts; fails if Postgres does not answer now.
+pub async fn connect_postgres(s: &DatabaseSettings) -> anyhow::Result<PgPool> {
+    let options = PgConnectOptions::from_str(&s.url)
+        .context("configuration error: database.url is not a valid Postgres URL")?
+        .application_name("carbon-league")
+        .options([("statement_timeout", s.statement_timeout_ms.to_string())]);
+    let pool = PgPoolOptions::new()
+        .max_connections(s.max_connections)
+        .min_connections(s.min_connections)
+        .acquire_timeout(s.acquire_timeout())
+        .idle_timeout(Some(Duration::from_secs(300)))
+        .connect_lazy_with(options);
+    sqlx::query("SELECT 1")
+        .execute(&pool)
+        .await
+        .context("cannot reach Postgres at database.url (DATABASE_URL)")?;
+    Ok(pool)
+}
+
+/// A bb8 Redis pool with explicit size and timeouts; fails if Redis does not answer now.
+pub async fn connect_redis(s: &RedisSettings) -> anyhow::Result<RedisPool> {
+    let manager = RedisConnectionManager::new(s.url.as_str())
+        .context("configuration error: redis.url is not a valid Redis URL")?;
+    let pool = bb8::Pool::builder()
+        .max_size(s.pool_size)
+        .connection_timeout(s.timeout())
+        .build_unchecked(manager);
+    ping_redis(&pool, s.timeout())
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot reach Redis at redis.url (REDIS_URL): {e}"))?;
+    Ok(pool)
+}
+
+/// `PING` within `timeout`.
+pub async fn ping_redis(pool: &RedisPool, timeout: Duration) -> ApiResult<()> {
+    let ping = async {
+        let mut conn = pool.get().await?;
+        let _: String = redis::cmd("PING").query_async(&mut *conn).await?;
+        Ok::<_, ApiError>(())
+    };
+    tokio::time::timeout(timeout, ping)
+        .await
+        .map_err(|_| ApiError::RedisUnavailable("timed out".into()))?
+}
+
+/// `SELECT 1` within `timeout`.
+pub async fn ping_postgres(pool: &PgPool, timeout: Duration) -> ApiResult<()> {
+    let ping = async {
+        sqlx::query("SELECT 1").execute(pool).await?;
+        Ok::<_, ApiError>(())
+    };
+    tokio::time::timeout(timeout, ping)
+        .await
+        .map_err(|_| ApiError::DatabaseUnavailable(sqlx::Error::PoolTimedOut))?
+}
