@@ -24,6 +24,8 @@ pub enum Role {
     Teacher,
     /// A student, signed in on a device with a join code and a nickname.
     Student,
+    /// A station's display, showing its rotating code.
+    Station,
 }
 
 impl Role {
@@ -34,6 +36,7 @@ impl Role {
             Self::SchoolAdmin => "school_admin",
             Self::Teacher => "teacher",
             Self::Student => "student",
+            Self::Station => "station",
         }
     }
 
@@ -44,6 +47,7 @@ impl Role {
             "school_admin" => Some(Self::SchoolAdmin),
             "teacher" => Some(Self::Teacher),
             "student" => Some(Self::Student),
+            "station" => Some(Self::Station),
             _ => None,
         }
     }
@@ -126,6 +130,17 @@ pub enum Me {
     User(User),
     /// A student.
     Student(Student),
+    /// A station's display.
+    Station(StationRef),
+}
+
+/// A station display's identity.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct StationRef {
+    /// The station.
+    pub id: crate::ids::StationId,
+    /// Its school.
+    pub school_id: SchoolId,
 }
 
 /// `POST /schools`.

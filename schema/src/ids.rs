@@ -60,3 +60,19 @@ id_type!(
     /// A season of the league.
     SeasonId
 );
+id_type!(
+    /// A club, across classes of one school.
+    ClubId
+);
+id_type!(
+    /// A station: a canteen line or a sorting point that shows rotating codes.
+    StationId
+);
+id_type!(
+    /// A class-, school- or club-versus challenge.
+    ChallengeId
+);
+id_type!(
+    /// A submitted behaviour.
+    SubmissionId
+);

@@ -8,9 +8,13 @@
 pub mod api;
 pub mod error;
 pub mod ids;
+pub mod league;
+pub mod ws;
 
 pub use error::{ErrorBody, ErrorDetail};
-pub use ids::{ClassId, SchoolId, SeasonId, StudentId, UserId};
+pub use ids::{
+    ChallengeId, ClassId, ClubId, SchoolId, SeasonId, StationId, StudentId, SubmissionId, UserId,
+};
 
 /// The Postgres migrations in `schema/migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");

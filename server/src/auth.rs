@@ -10,7 +10,7 @@ use axum::http::request::Parts;
 use base64::Engine as _;
 use rand::RngExt as _;
 use schema::api::Role;
-use schema::{ClassId, SchoolId, StudentId, UserId};
+use schema::{ClassId, SchoolId, StationId, StudentId, UserId};
 use sha2::{Digest as _, Sha256};
 use sqlx::PgExecutor;
 use time::OffsetDateTime;
@@ -48,6 +48,14 @@ pub enum Actor {
         /// Their school.
         school_id: SchoolId,
     },
+    /// A station's display (a screen at a canteen line or sorting point): it may only read and
+    /// follow its own station's code.
+    Station {
+        /// The station.
+        id: StationId,
+        /// Its school.
+        school_id: SchoolId,
+    },
 }
 
 impl Actor {
@@ -56,6 +64,7 @@ impl Actor {
         match self {
             Self::User { role, .. } => *role,
             Self::Student { .. } => Role::Student,
+            Self::Station { .. } => Role::Station,
         }
     }
 
@@ -63,7 +72,7 @@ impl Actor {
     pub fn school_id(&self) -> Option<SchoolId> {
         match self {
             Self::User { school_id, .. } => *school_id,
-            Self::Student { school_id, .. } => Some(*school_id),
+            Self::Student { school_id, .. } | Self::Station { school_id, .. } => Some(*school_id),
         }
     }
 
@@ -71,7 +80,7 @@ impl Actor {
     pub fn user_id(&self) -> Option<UserId> {
         match self {
             Self::User { id, .. } => Some(*id),
-            Self::Student { .. } => None,
+            Self::Student { .. } | Self::Station { .. } => None,
         }
     }
 
@@ -138,16 +147,19 @@ pub async fn issue_token(
     let (token, hash) = new_token();
     let ttl = i64::try_from(ttl_secs).unwrap_or(i64::MAX / 2);
     let expires_at = OffsetDateTime::now_utc() + time::Duration::seconds(ttl);
-    let (user_id, student_id) = match owner {
-        TokenOwner::User(id) => (Some(id), None),
-        TokenOwner::Student(id) => (None, Some(id)),
+    let (user_id, student_id, station_id) = match owner {
+        TokenOwner::User(id) => (Some(id), None, None),
+        TokenOwner::Student(id) => (None, Some(id), None),
+        TokenOwner::Station(id) => (None, None, Some(id)),
     };
     sqlx::query(
-        "INSERT INTO auth_tokens (token_hash, user_id, student_id, expires_at) VALUES ($1, $2, $3, $4)",
+        "INSERT INTO auth_tokens (token_hash, user_id, student_id, station_id, expires_at) \
+         VALUES ($1, $2, $3, $4, $5)",
     )
     .bind(&hash)
     .bind(user_id)
     .bind(student_id)
+    .bind(station_id)
     .bind(expires_at)
     .execute(db)
     .await?;
@@ -161,6 +173,8 @@ pub enum TokenOwner {
     User(UserId),
     /// A student's device.
     Student(StudentId),
+    /// A station's display.
+    Station(StationId),
 }
 
 /// Hashes a password with argon2id (default parameters: 19 MiB, 2 passes) off the async threads.
@@ -211,6 +225,8 @@ struct TokenRow {
     student_id: Option<StudentId>,
     class_id: Option<ClassId>,
     class_school_id: Option<SchoolId>,
+    station_id: Option<StationId>,
+    station_school_id: Option<SchoolId>,
 }
 
 impl FromRequestParts<AppState> for Principal {
@@ -247,11 +263,13 @@ pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<Principal>
     let token_hash = hash_token(token);
     let row: Option<TokenRow> = sqlx::query_as(
         "SELECT u.id AS user_id, u.role, u.school_id AS user_school_id, \
-                s.id AS student_id, s.class_id, c.school_id AS class_school_id \
+                s.id AS student_id, s.class_id, c.school_id AS class_school_id, \
+                st.id AS station_id, st.school_id AS station_school_id \
          FROM auth_tokens t \
          LEFT JOIN users u ON u.id = t.user_id \
          LEFT JOIN students s ON s.id = t.student_id AND s.removed_at IS NULL \
          LEFT JOIN classes c ON c.id = s.class_id \
+         LEFT JOIN stations st ON st.id = t.station_id \
          WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()",
     )
     .bind(&token_hash)
@@ -284,6 +302,11 @@ pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<Principal>
             class_id,
             school_id,
         },
+        TokenRow {
+            station_id: Some(id),
+            station_school_id: Some(school_id),
+            ..
+        } => Actor::Station { id, school_id },
         _ => {
             return Err(ApiError::Unauthorized(
                 "invalid_token",

@@ -43,6 +43,10 @@ pub enum ApiError {
         /// What is wrong with it.
         message: String,
     },
+    /// 422: a game rule refuses the request (over the daily cap, outside the window, a wrong
+    /// station code…); the code says which rule.
+    #[error("{1}")]
+    Refused(&'static str, String),
     /// 429: too many attempts; retry after the given seconds.
     #[error("too many attempts; try again in {0} s")]
     TooManyRequests(u64),
@@ -58,6 +62,16 @@ pub enum ApiError {
 }
 
 impl ApiError {
+    /// The stable code of this error, as in the envelope.
+    pub fn code(&self) -> &'static str {
+        self.status_and_code().1
+    }
+
+    /// The HTTP status of this error.
+    pub fn status(&self) -> StatusCode {
+        self.status_and_code().0
+    }
+
     /// A validation error on `field`.
     pub fn validation(field: impl Into<String>, message: impl Into<String>) -> Self {
         Self::Validation {
@@ -79,6 +93,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            Self::Refused(code, _) => (StatusCode::UNPROCESSABLE_ENTITY, code),
             Self::TooManyRequests(_) => (StatusCode::TOO_MANY_REQUESTS, "too_many_requests"),
             Self::DatabaseUnavailable(_) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "database_unavailable")

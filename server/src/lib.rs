@@ -9,6 +9,7 @@ pub mod admin;
 pub mod auth;
 pub mod error;
 pub mod extract;
+pub mod league;
 pub mod routes;
 pub mod settings;
 pub mod state;
@@ -90,6 +91,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
         let grace = Duration::from_millis(self.state.settings.server.shutdown_grace_ms);
+        let background = crate::league::spawn_background(self.state.clone());
         let limits = self.state.limits.clone();
         let purge = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(60));
@@ -119,6 +121,18 @@ impl Server {
             }
         };
         purge.abort();
+        for task in background {
+            task.abort();
+        }
+        for task in self
+            .state
+            .tasks
+            .lock()
+            .map(|mut t| std::mem::take(&mut *t))
+            .unwrap_or_default()
+        {
+            task.abort();
+        }
         self.state.db.close().await;
         result
             .context("server task failed")?

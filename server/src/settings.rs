@@ -30,6 +30,12 @@ pub struct Settings {
     pub redis: RedisSettings,
     /// Tokens and sign-in limits.
     pub auth: AuthSettings,
+    /// Game rules' parameters.
+    pub league: LeagueSettings,
+    /// Live fan-out.
+    pub live: LiveSettings,
+    /// WebSocket limits.
+    pub ws: WsSettings,
     /// Logging.
     pub log: LogSettings,
 }
@@ -90,6 +96,60 @@ pub struct AuthSettings {
     pub login_attempts_per_minute: u32,
     /// Join attempts per client address per minute.
     pub join_attempts_per_minute: u32,
+}
+
+/// `[league]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeagueSettings {
+    /// Catalogue file; empty for the compiled-in copy.
+    pub catalogue_path: String,
+    /// Maximum lateness of a report, hours.
+    pub max_lateness_hours: u32,
+    /// Allowed clock skew, seconds.
+    pub clock_skew_secs: u32,
+    /// Peer confirmations outside challenges.
+    pub default_required_confirmations: u8,
+    /// Challenge finaliser period, milliseconds.
+    pub finalize_interval_ms: u64,
+}
+
+/// `[live]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LiveSettings {
+    /// Coalescing period, milliseconds.
+    pub coalesce_ms: u64,
+    /// Rows per board push.
+    pub board_rows: u32,
+    /// Per-topic lag allowed, frames.
+    pub topic_buffer_len: usize,
+}
+
+/// `[ws]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WsSettings {
+    /// Connection cap.
+    pub max_connections: usize,
+    /// Application frame limit, bytes.
+    pub max_frame_bytes: usize,
+    /// Transport frame limit, bytes.
+    pub transport_max_bytes: usize,
+    /// Per-connection send queue, messages.
+    pub send_queue_len: usize,
+    /// Auth deadline, milliseconds.
+    pub auth_deadline_ms: u64,
+    /// Ping interval, milliseconds.
+    pub ping_interval_ms: u64,
+    /// Pong deadline, milliseconds.
+    pub pong_timeout_ms: u64,
+    /// Bad frames before closing.
+    pub max_bad_frames: u32,
+    /// Read buffer, bytes.
+    pub read_buffer_bytes: usize,
+    /// Write buffer, bytes.
+    pub write_buffer_bytes: usize,
 }
 
 /// `[log]`.
@@ -163,7 +223,43 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), SettingsError> {
-        let checks: [(bool, &'static str, &'static str); 9] = [
+        let checks: [(bool, &'static str, &'static str); 16] = [
+            (
+                (1..=10).contains(&self.league.default_required_confirmations),
+                "league.default_required_confirmations",
+                "must be between 1 and 10",
+            ),
+            (
+                self.league.max_lateness_hours >= 1,
+                "league.max_lateness_hours",
+                "must be at least 1",
+            ),
+            (
+                self.league.finalize_interval_ms >= 10,
+                "league.finalize_interval_ms",
+                "must be at least 10",
+            ),
+            (
+                self.live.coalesce_ms >= 10,
+                "live.coalesce_ms",
+                "must be at least 10",
+            ),
+            (
+                (1..=100).contains(&self.live.board_rows),
+                "live.board_rows",
+                "must be between 1 and 100",
+            ),
+            (
+                self.live.topic_buffer_len >= 1,
+                "live.topic_buffer_len",
+                "must be at least 1",
+            ),
+            (
+                self.ws.max_frame_bytes >= 1024
+                    && self.ws.transport_max_bytes >= self.ws.max_frame_bytes,
+                "ws.max_frame_bytes",
+                "must be at least 1024 and at most ws.transport_max_bytes",
+            ),
             (
                 self.server.max_body_bytes >= 1024,
                 "server.max_body_bytes",

@@ -16,6 +16,10 @@ use sqlx::PgPool;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::error::{ApiError, ApiResult};
+use crate::league::League;
+use crate::league::boards::RedisBoards;
+use crate::league::live::{Hub, RedisBus};
+use crate::league::names::Names;
 use crate::settings::{DatabaseSettings, RedisSettings, Settings};
 
 /// The Redis pool type.
@@ -32,6 +36,12 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     /// Sign-in and join rate limits.
     pub limits: Arc<Limiters>,
+    /// The league: catalogue, boards, live fan-out.
+    pub league: Arc<League>,
+    /// Background tasks of this node (the live bus listener), stopped with the server.
+    pub tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
+    /// Open WebSocket connections on this node.
+    pub connections: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// In-process rate limiters. Each server process limits on its own; behind a load balancer of
@@ -75,16 +85,40 @@ pub fn check_rate<K: Clone + std::hash::Hash + Eq>(
 }
 
 impl AppState {
-    /// Connects to Postgres and Redis, checking both answer.
+    /// Connects to Postgres and Redis (checking both answer), loads the behaviour catalogue
+    /// and subscribes to the live bus.
     pub async fn connect(settings: Settings) -> anyhow::Result<Self> {
+        let catalogue = crate::league::load_catalogue(&settings)?;
         let db = connect_postgres(&settings.database).await?;
         let redis = connect_redis(&settings.redis).await?;
         let limits = Arc::new(Limiters::new(&settings));
+        let hub = Arc::new(Hub::new(settings.live.topic_buffer_len));
+        let bus = RedisBus::new(redis.clone(), &settings.redis.key_prefix);
+        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+        let listener = bus.listen(settings.redis.url.clone(), hub.clone(), ready_tx);
+        tokio::time::timeout(settings.redis.timeout() * 5, ready_rx)
+            .await
+            .map_err(|_| {
+                anyhow::anyhow!("cannot subscribe to the live bus on redis.url (REDIS_URL)")
+            })?
+            .map_err(|_| anyhow::anyhow!("the live bus listener stopped"))?;
+        let league = League {
+            catalogue,
+            boards: Arc::new(RedisBoards::new(redis.clone(), &settings.redis.key_prefix)),
+            bus: Arc::new(bus),
+            hub,
+            names: Names::default(),
+            lateness: crate::league::lateness(&settings),
+            default_confirmations: settings.league.default_required_confirmations,
+        };
         Ok(Self {
             db,
             redis,
             settings: Arc::new(settings),
             limits,
+            league: Arc::new(league),
+            tasks: Arc::new(std::sync::Mutex::new(vec![listener])),
+            connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         })
     }
 }

@@ -8,7 +8,9 @@ use axum::http::StatusCode;
 use game_rules::join_code::JoinCode;
 use game_rules::nickname::Nickname;
 use schema::ErrorBody;
-use schema::api::{JoinRequest, JoinResponse, LoginRequest, LoginResponse, Me, TokenResponse};
+use schema::api::{
+    JoinRequest, JoinResponse, LoginRequest, LoginResponse, Me, StationRef, TokenResponse,
+};
 use schema::{ClassId, StudentId, UserId};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -98,6 +100,7 @@ async fn logout(State(state): State<AppState>, principal: Principal) -> ApiResul
 ))]
 async fn me(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Me>> {
     let me = match principal.actor {
+        Actor::Station { id, school_id } => Me::Station(StationRef { id, school_id }),
         Actor::User { id, .. } => Me::User(
             fetch_user(&state.db, id)
                 .await?

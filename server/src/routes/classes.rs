@@ -228,6 +228,7 @@ async fn list_classes(
             } => (Some(id), None, None),
             Actor::User { school_id, .. } => (None, school_id, None),
             Actor::Student { class_id, .. } => (None, None, Some(class_id)),
+            Actor::Station { .. } => return Err(ApiError::Forbidden),
         };
     let rows: Vec<ClassRow> = sqlx::query_as(concat!(
         "SELECT ",

@@ -1,0 +1,54 @@
+//! Display names of board members: students (nicknames, shown only inside their class and
+//! club), classes, schools and clubs. Cached per node; names change rarely, and a stale name
+//! on a board is harmless.
+
+use std::collections::HashMap;
+
+use dashmap::DashMap;
+use sqlx::PgPool;
+use uuid::Uuid;
+
+use crate::error::ApiResult;
+
+/// The name cache.
+#[derive(Default)]
+pub struct Names {
+    cache: DashMap<Uuid, String>,
+}
+
+impl Names {
+    /// Names of `ids`, from the cache or Postgres; unknown ids are left out.
+    pub async fn resolve(&self, db: &PgPool, ids: &[Uuid]) -> ApiResult<HashMap<Uuid, String>> {
+        let mut found = HashMap::with_capacity(ids.len());
+        let mut missing = Vec::new();
+        for id in ids {
+            match self.cache.get(id) {
+                Some(n) => {
+                    found.insert(*id, n.clone());
+                }
+                None => missing.push(*id),
+            }
+        }
+        if !missing.is_empty() {
+            let rows: Vec<(Uuid, String)> = sqlx::query_as(
+                "SELECT id, nickname FROM students WHERE id = ANY($1) \
+                 UNION ALL SELECT id, grade::text || '年级' || name FROM classes WHERE id = ANY($1) \
+                 UNION ALL SELECT id, name FROM schools WHERE id = ANY($1) \
+                 UNION ALL SELECT id, name FROM clubs WHERE id = ANY($1)",
+            )
+            .bind(&missing)
+            .fetch_all(db)
+            .await?;
+            for (id, name) in rows {
+                self.cache.insert(id, name.clone());
+                found.insert(id, name);
+            }
+        }
+        Ok(found)
+    }
+
+    /// Forgets a name (after a rename or removal).
+    pub fn forget(&self, id: Uuid) {
+        self.cache.remove(&id);
+    }
+}
