@@ -7,6 +7,7 @@
 //! ([`standings::compute_boards`]): that is how boards are rebuilt, and how final standings are
 //! written when a challenge or a season closes.
 
+pub mod access;
 pub mod boards;
 pub mod challenges;
 pub mod events;
@@ -178,9 +179,15 @@ pub fn spawn_background(state: crate::state::AppState) -> Vec<tokio::task::JoinH
             let mut tick = tokio::time::interval(period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let mut sweeps = 0u32;
+            let mut station_windows = std::collections::HashMap::new();
+            let mut last_station_check = tokio::time::Instant::now();
             loop {
                 tick.tick().await;
                 standings::push_dirty_boards(&state).await;
+                if last_station_check.elapsed() >= Duration::from_secs(1) {
+                    last_station_check = tokio::time::Instant::now();
+                    access::push_station_codes(&state, &mut station_windows).await;
+                }
                 sweeps = sweeps.wrapping_add(1);
                 if sweeps.is_multiple_of(50) {
                     state.league.hub.sweep();

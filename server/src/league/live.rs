@@ -184,6 +184,15 @@ impl Hub {
         }
     }
 
+    /// The topics whose name starts with `prefix`.
+    pub fn with_prefix(&self, prefix: &str) -> Vec<Arc<Topic>> {
+        self.topics
+            .iter()
+            .filter(|t| t.key().starts_with(prefix))
+            .map(|t| t.clone())
+            .collect()
+    }
+
     /// Takes the dirty board topics (clearing the flag).
     pub fn take_dirty(&self) -> Vec<Arc<Topic>> {
         self.topics
