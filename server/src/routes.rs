@@ -5,10 +5,13 @@
 //! the same annotations that route the requests.
 
 pub(crate) mod auth;
+mod challenges;
 pub(crate) mod classes;
 mod health;
+mod leaderboards;
 pub(crate) mod schools;
 mod seasons;
+mod submissions;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -36,6 +39,9 @@ use crate::state::AppState;
         (name = "schools", description = "Schools and their staff"),
         (name = "classes", description = "Classes, join codes and rosters"),
         (name = "seasons", description = "League seasons"),
+        (name = "league", description = "The behaviour catalogue, submissions and their verification"),
+        (name = "challenges", description = "Class-, school- and club-versus challenges"),
+        (name = "leaderboards", description = "Live boards and final standings"),
     )
 )]
 struct ApiDoc;
@@ -59,6 +65,9 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(schools::router())
         .merge(classes::router())
         .merge(seasons::router())
+        .merge(submissions::router())
+        .merge(challenges::router())
+        .merge(leaderboards::router())
 }
 
 /// The whole HTTP router: probes, `/api/v1`, its OpenAPI document and the docs page.

@@ -8,4 +8,5 @@ mod accounts;
 mod health;
 mod helpers;
 mod input;
+mod league;
 mod seasons;
