@@ -6,9 +6,11 @@
 
 pub(crate) mod auth;
 pub(crate) mod classes;
+mod clubs;
 mod health;
 pub(crate) mod schools;
 mod seasons;
+mod stations;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -36,6 +38,8 @@ use crate::state::AppState;
         (name = "schools", description = "Schools and their staff"),
         (name = "classes", description = "Classes, join codes and rosters"),
         (name = "seasons", description = "League seasons"),
+        (name = "clubs", description = "Clubs across the classes of a school, with join codes"),
+        (name = "stations", description = "Stations showing rotating codes, and their displays"),
     )
 )]
 struct ApiDoc;
@@ -59,6 +63,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(schools::router())
         .merge(classes::router())
         .merge(seasons::router())
+        .merge(clubs::router())
+        .merge(stations::router())
 }
 
 /// The whole HTTP router: probes, `/api/v1`, its OpenAPI document and the docs page.
