@@ -28,6 +28,12 @@ enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Rebuild every leaderboard of a season exactly from Postgres (default: the active season).
+    RebuildLeaderboards {
+        /// The season to rebuild.
+        #[arg(long)]
+        season: Option<uuid::Uuid>,
+    },
     /// Administration tasks.
     Admin {
         #[command(subcommand)]
@@ -64,6 +70,22 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .context("applying database migrations")?;
             println!("migrations applied");
+            Ok(())
+        }
+        Command::RebuildLeaderboards { season } => {
+            let state = carbon_league::state::AppState::connect(settings).await?;
+            let season = match season {
+                Some(id) => schema::SeasonId(id),
+                None => carbon_league::league::active_season(&state.db)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("{e}"))?
+                    .map(|s| s.id)
+                    .context("no season is active; name one with --season")?,
+            };
+            let boards = carbon_league::league::standings::rebuild_season(&state, season)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            println!("rebuilt {boards} leaderboards of season {season} from Postgres");
             Ok(())
         }
         Command::Admin {

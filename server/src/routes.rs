@@ -5,12 +5,15 @@
 //! the same annotations that route the requests.
 
 pub(crate) mod auth;
+mod challenges;
 pub(crate) mod classes;
 mod clubs;
 mod health;
+mod leaderboards;
 pub(crate) mod schools;
 mod seasons;
 mod stations;
+mod submissions;
 
 use axum::Router;
 use axum::http::StatusCode;
@@ -40,6 +43,9 @@ use crate::state::AppState;
         (name = "seasons", description = "League seasons"),
         (name = "clubs", description = "Clubs across the classes of a school, with join codes"),
         (name = "stations", description = "Stations showing rotating codes, and their displays"),
+        (name = "league", description = "The behaviour catalogue, submissions and their verification"),
+        (name = "challenges", description = "Class-, school- and club-versus challenges"),
+        (name = "leaderboards", description = "Live boards and final standings"),
     )
 )]
 struct ApiDoc;
@@ -65,6 +71,9 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(seasons::router())
         .merge(clubs::router())
         .merge(stations::router())
+        .merge(submissions::router())
+        .merge(challenges::router())
+        .merge(leaderboards::router())
 }
 
 /// The whole HTTP router: probes, `/api/v1`, its OpenAPI document and the docs page.

@@ -5,6 +5,7 @@ use std::collections::BTreeSet;
 
 use serde_json::{Value, json};
 
+use crate::helpers::league::just_now;
 use crate::helpers::{TestApp, spawn_app};
 
 /// A second school with its admin, a teacher, a class and one student; returns
@@ -478,4 +479,150 @@ async fn clubs_and_stations_are_in_the_openapi_document() {
             "{schema} missing"
         );
     }
+}
+
+/// Registers a station for `behavior` and issues its display token; returns `(id, token)`.
+async fn station_with_display(app: &TestApp, teacher: &str, behavior: &str) -> (String, String) {
+    let station = app
+        .post(
+            "/stations",
+            Some(teacher),
+            json!({"name": format!("Canteen {behavior}"), "behaviors": [behavior]}),
+        )
+        .await
+        .expect(201);
+    let id = station["id"].as_str().unwrap().to_owned();
+    let token = app
+        .post(
+            &format!("/stations/{id}/display-token"),
+            Some(teacher),
+            json!({}),
+        )
+        .await
+        .expect(201);
+    (id, token["token"].as_str().unwrap().to_owned())
+}
+
+/// What the station's screen shows now.
+async fn shown_code(app: &TestApp, station: &str, display: &str) -> String {
+    let code = app
+        .get(&format!("/stations/{station}/code"), Some(display))
+        .await
+        .expect(200);
+    code["code"].as_str().unwrap().to_owned()
+}
+
+fn with_code(key: &str, code: &str) -> Value {
+    json!({"behavior": "meatless_meal", "quantity": 1, "occurred_at": just_now(), "idempotency_key": key, "station_code": code})
+}
+
+#[tokio::test]
+async fn the_code_on_a_stations_screen_verifies_a_submission_once() {
+    let app = spawn_app().await;
+    let w = app.world().await;
+    app.active_season(&w.admin).await;
+    let (station, display) = station_with_display(&app, &w.teacher, "meatless_meal").await;
+    let (_, student) = app.join(&w.join_code, "小明").await;
+    let (_, classmate) = app.join(&w.join_code, "小红").await;
+
+    let code = shown_code(&app, &station, &display).await;
+    let verified = app
+        .post("/submissions", Some(&student), with_code("lunch-1", &code))
+        .await
+        .expect(201);
+    assert_eq!(verified["status"], "verified");
+    assert_eq!(verified["method"], "station");
+    app.post("/submissions", Some(&student), with_code("lunch-2", &code))
+        .await
+        .expect_error(422, "station_code_used");
+    // The code is once per student: a classmate at the same line uses it too.
+    let theirs = app
+        .post(
+            "/submissions",
+            Some(&classmate),
+            with_code("lunch-1", &code),
+        )
+        .await
+        .expect(201);
+    assert_eq!(theirs["status"], "verified");
+
+    // A code the screen does not show (one digit off) is refused.
+    let wrong: String = code
+        .chars()
+        .enumerate()
+        .map(|(i, c)| {
+            if i == 5 {
+                char::from_digit((c.to_digit(10).unwrap() + 1) % 10, 10).unwrap()
+            } else {
+                c
+            }
+        })
+        .collect();
+    app.post(
+        "/submissions",
+        Some(&classmate),
+        with_code("lunch-2", &wrong),
+    )
+    .await
+    .expect_error(422, "invalid_station_code");
+}
+
+#[tokio::test]
+async fn club_boards_count_the_season_points_of_members_from_before_and_after_they_joined() {
+    let app = spawn_app().await;
+    let w = app.world().await;
+    app.active_season(&w.admin).await;
+    let (station, display) = station_with_display(&app, &w.teacher, "meatless_meal").await;
+    let (founder_id, founder) = app.join(&w.join_code, "小明").await;
+    let (_, other_class_code) = app.class(&w.teacher, 6, "1班").await;
+    let (joiner_id, joiner) = app.join(&other_class_code, "阿强").await;
+
+    // Points scored before the club exists count once the student is in it.
+    let code = shown_code(&app, &station, &display).await;
+    app.post("/submissions", Some(&founder), with_code("a", &code))
+        .await
+        .expect(201);
+    let club = app
+        .post("/clubs", Some(&founder), json!({"name": "Green Team"}))
+        .await
+        .expect(201);
+    let club_id = club["id"].as_str().unwrap().to_owned();
+    let board = app.board(&founder, &format!("club:{club_id}")).await;
+    assert_eq!(board["entries"][0]["id"], founder_id.as_str(), "{board}");
+    assert_eq!(board["entries"][0]["points"], 1);
+
+    // A member without points joins; what they score next counts for the club.
+    app.post(
+        "/clubs/join",
+        Some(&joiner),
+        json!({"join_code": club["join_code"]}),
+    )
+    .await
+    .expect(200);
+    app.post("/submissions", Some(&joiner), with_code("b", &code))
+        .await
+        .expect(201);
+    let board = app.board(&joiner, &format!("club:{club_id}")).await;
+    let on_board: BTreeSet<(String, i64)> = board["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["id"].as_str().unwrap().to_owned(),
+                e["points"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        on_board,
+        [(founder_id, 1), (joiner_id, 1)].into(),
+        "{board}"
+    );
+
+    let clubs = app
+        .board(&w.school_admin, &format!("school:{}:clubs", w.school))
+        .await;
+    assert_eq!(clubs["entries"][0]["id"], club_id.as_str(), "{clubs}");
+    assert_eq!(clubs["entries"][0]["points"], 2, "{clubs}");
 }

@@ -4,6 +4,7 @@
 //! `DATABASE_URL` and `REDIS_URL` point at the services (defaults: the local ones). A missing
 //! service fails the test: nothing here skips.
 
+pub mod league;
 pub mod proxy;
 
 use std::net::SocketAddr;
@@ -34,6 +35,8 @@ pub struct TestApp {
     pub db: PgPool,
     /// The test's database name.
     pub db_name: String,
+    /// The server's state (pools, boards), for checks that reach behind the API.
+    pub state: carbon_league::state::AppState,
     http: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -87,6 +90,7 @@ pub async fn spawn_with(settings: Settings, db_name: String) -> TestApp {
         .await
         .expect("the server boots");
     let addr = server.local_addr().expect("bound address");
+    let state = server.state().clone();
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let handle = tokio::spawn(server.run_until(async {
         let _ = rx.await;
@@ -96,6 +100,7 @@ pub async fn spawn_with(settings: Settings, db_name: String) -> TestApp {
         addr,
         db,
         db_name,
+        state,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()

@@ -9,4 +9,5 @@ mod clubs_stations;
 mod health;
 mod helpers;
 mod input;
+mod league;
 mod seasons;

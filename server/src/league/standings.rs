@@ -382,3 +382,55 @@ pub async fn season_for(state: &AppState, season_id: Option<SeasonId>) -> ApiRes
             )),
     }
 }
+
+/// Closes a season's scoring in the caller's transaction (which already holds the exclusive
+/// season lock and has marked the season closed): writes the final standings of every board and
+/// finalises its open challenges. Returns those challenges.
+pub async fn close_season(
+    conn: &mut PgConnection,
+    season_id: SeasonId,
+) -> ApiResult<Vec<ChallengeId>> {
+    let season = season(&mut *conn, season_id).await?;
+    let boards = compute_boards(conn, season_id, None).await?;
+    write_final(conn, &season, &boards).await?;
+    let open: Vec<(ChallengeId,)> = sqlx::query_as(
+        "UPDATE challenges SET finalized_at = now() WHERE season_id = $1 AND finalized_at IS NULL RETURNING id",
+    )
+    .bind(season_id)
+    .fetch_all(&mut *conn)
+    .await?;
+    Ok(open.into_iter().map(|r| r.0).collect())
+}
+
+/// After a season's close committed: empties its live boards (its standings are in Postgres
+/// now) and tells subscribers.
+pub async fn after_close(state: &AppState, season_id: SeasonId, challenges: &[ChallengeId]) {
+    let boards = match state.league.boards.boards(season_id).await {
+        Ok(b) => b,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the closed season's boards");
+            Vec::new()
+        }
+    };
+    for board in boards {
+        if let Err(e) = state.league.boards.drop_board(season_id, board).await {
+            tracing::warn!(error = %e, "cannot drop a closed season's board");
+        }
+        let _ = state
+            .league
+            .bus
+            .publish(&crate::league::live::LiveMessage::BoardChanged {
+                season: season_id,
+                board: board.to_string(),
+            })
+            .await;
+    }
+    for id in challenges {
+        crate::league::events::announce(
+            state,
+            format!("challenge:{id}"),
+            serde_json::json!({"kind": "finished", "challenge_id": id, "reason": "season_closed"}),
+        )
+        .await;
+    }
+}

@@ -153,6 +153,7 @@ async fn join(
     .await?;
     tx.commit().await?;
     tracing::info!(student.id = %student.id, class.id = %class_id, "student joined");
+    roster_changed(&state, class_id).await;
     Ok((
         StatusCode::CREATED,
         Json(JoinResponse {
@@ -160,6 +161,20 @@ async fn join(
             student: student.into_wire(),
         }),
     ))
+}
+
+/// Refreshes per-capita scores after a class's roster changed. Best effort: the roster is
+/// committed; boards can always be rebuilt.
+pub(crate) async fn roster_changed(state: &AppState, class: ClassId) {
+    let event = match state.db.acquire().await {
+        Ok(mut conn) => crate::league::events::class_size_changed(&mut conn, class).await,
+        Err(e) => Err(e.into()),
+    };
+    match event {
+        Ok(Some(event)) => crate::league::events::apply(state, &[event]).await,
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, class.id = %class, "cannot refresh per-capita boards"),
+    }
 }
 
 fn invalid_join_code() -> ApiError {

@@ -331,7 +331,9 @@ async fn add_student(
         .map_err(|e| ApiError::validation("nickname", e.to_string()))?;
     let mut conn = state.db.acquire().await?;
     let student = insert_student(&mut conn, class_id, &nickname, false).await?;
+    drop(conn);
     tracing::info!(student.id = %student.id, class.id = %class_id, "student added to roster");
+    crate::routes::auth::roster_changed(&state, class_id).await;
     Ok((StatusCode::CREATED, Json(student.into_wire())))
 }
 
@@ -406,5 +408,6 @@ async fn remove_student(
     .await?;
     tx.commit().await?;
     tracing::info!(student.id = %student_id, class.id = %class_id, "student removed from roster");
+    crate::routes::auth::roster_changed(&state, class_id).await;
     Ok(StatusCode::NO_CONTENT)
 }

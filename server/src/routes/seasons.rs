@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 use crate::auth::Principal;
 use crate::error::{ApiError, ApiResult, violated_constraint};
 use crate::extract::{Json, Path, Query};
+use crate::league::standings;
 use crate::routes::{into_page, page_params, text_field};
 use crate::state::AppState;
 
@@ -213,7 +214,9 @@ async fn activate_season(
     Ok(Json(season_from_row(row)))
 }
 
-/// Closes a season; closing a closed season is harmless and answers it unchanged.
+/// Closes a season: scoring stops, the final standings of every board (and of its open
+/// challenges) are written to Postgres, and its live boards are emptied. Closing a closed season
+/// is harmless and answers it unchanged.
 #[utoipa::path(post, path = "/seasons/{season_id}/close", tag = "seasons", security(("bearer" = [])),
     params(("season_id" = String, Path, description = "the season's id")), responses(
     (status = 200, body = Season), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody),
@@ -226,22 +229,33 @@ async fn close_season(
 ) -> ApiResult<Json<Season>> {
     principal.actor.require_programme_admin()?;
     let mut tx = state.db.begin().await?;
+    // Wait for every scoring write in flight, and hold new ones off until the standings are
+    // written: they then find the season closed.
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(crate::league::SEASON_LOCK)
+        .execute(&mut *tx)
+        .await?;
     let row = fetch_season(&mut tx, id, true).await?;
     let current = season::SeasonStatus::parse(&row.status).unwrap_or(season::SeasonStatus::Draft);
-    let row = match season::close(current) {
-        Transition::Unchanged => row,
+    let (row, finalised) = match season::close(current) {
+        Transition::Unchanged => (row, None),
         Transition::To(status) => {
-            sqlx::query_as(concat!(
+            let row: SeasonRow = sqlx::query_as(concat!(
                 "UPDATE seasons SET status = $2, closed_at = now() WHERE id = $1 RETURNING ",
                 season_columns!()
             ))
             .bind(id)
             .bind(status.as_str())
             .fetch_one(&mut *tx)
-            .await?
+            .await?;
+            let challenges = standings::close_season(&mut tx, id).await?;
+            (row, Some(challenges))
         }
     };
     tx.commit().await?;
-    tracing::info!(season.id = %id, "season closed");
+    if let Some(challenges) = finalised {
+        tracing::info!(season.id = %id, "season closed; final standings written");
+        standings::after_close(&state, id, &challenges).await;
+    }
     Ok(Json(season_from_row(row)))
 }
