@@ -5,6 +5,7 @@
 //! service fails the test: nothing here skips.
 
 pub mod proxy;
+pub mod ws_client;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -34,6 +35,10 @@ pub struct TestApp {
     pub db: PgPool,
     /// The test's database name.
     pub db_name: String,
+    /// The settings the server runs with (a peer reuses them).
+    pub settings: Settings,
+    /// Whether dropping this app drops the database (a peer shares its first app's).
+    owns_database: bool,
     http: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -82,8 +87,21 @@ pub async fn spawn_app() -> TestApp {
 
 /// Boots the server with adjusted settings.
 pub async fn spawn_with(settings: Settings, db_name: String) -> TestApp {
+    boot(settings, db_name, true).await
+}
+
+/// Boots a second server node beside `app`: the same database and the same Redis key prefix
+/// (so the same boards and live bus), its own port. It does not drop the shared database.
+pub async fn spawn_peer(app: &TestApp) -> TestApp {
+    let mut settings = app.settings.clone();
+    settings.server.bind_addr = "127.0.0.1:0".parse().expect("addr");
+    boot(settings, app.db_name.clone(), false).await
+}
+
+async fn boot(settings: Settings, db_name: String, owns_database: bool) -> TestApp {
     let db_url = replace_db_name(&base_database_url(), &db_name);
-    let server = Server::build(settings, true)
+    // The first app migrates its fresh database; a peer finds it migrated.
+    let server = Server::build(settings.clone(), owns_database)
         .await
         .expect("the server boots");
     let addr = server.local_addr().expect("bound address");
@@ -96,6 +114,8 @@ pub async fn spawn_with(settings: Settings, db_name: String) -> TestApp {
         addr,
         db,
         db_name,
+        settings,
+        owns_database,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()
@@ -112,6 +132,9 @@ impl Drop for TestApp {
         }
         if let Some(server) = self.server.take() {
             server.abort();
+        }
+        if !self.owns_database {
+            return;
         }
         let db_name = self.db_name.clone();
         // Drop the test database from a thread with its own runtime: Drop cannot await.
@@ -186,6 +209,13 @@ impl Reply {
 }
 
 impl TestApp {
+    /// Signals the server to shut down (as SIGTERM would), leaving it to finish gracefully.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// `http://addr`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
@@ -366,6 +396,31 @@ impl TestApp {
             class,
             join_code,
         }
+    }
+}
+
+impl TestApp {
+    /// Creates and activates a season that runs from a few days ago to a few months ahead, so
+    /// that now scores in it; returns its id.
+    pub async fn active_season(&self, admin: &str) -> String {
+        let today = time::OffsetDateTime::now_utc().date();
+        let season = self
+            .post(
+                "/seasons",
+                Some(admin),
+                json!({
+                    "name": "Live season",
+                    "starts_on": (today - time::Duration::days(3)).to_string(),
+                    "ends_on": (today + time::Duration::days(120)).to_string(),
+                }),
+            )
+            .await
+            .expect(201);
+        let id = season["id"].as_str().expect("season id").to_owned();
+        self.post(&format!("/seasons/{id}/activate"), Some(admin), json!({}))
+            .await
+            .expect(200);
+        id
     }
 }
 

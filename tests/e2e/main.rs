@@ -9,3 +9,4 @@ mod health;
 mod helpers;
 mod input;
 mod seasons;
+mod ws;
