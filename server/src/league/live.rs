@@ -123,6 +123,18 @@ impl Topic {
         state.seq
     }
 
+    /// Stores `data` (computed while the topic stood at `seq`) as the latest state, unless a push
+    /// has happened since: then the pushed data is newer and is kept. Returns whether it stored.
+    /// [`Topic::remember`] would overwrite a newer push with an older read.
+    pub fn remember_at(&self, seq: u64, data: serde_json::Value) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.seq != seq {
+            return false;
+        }
+        state.last = Some(data);
+        true
+    }
+
     /// Number of sockets subscribed on this node.
     pub fn subscribers(&self) -> usize {
         self.tx.receiver_count()
