@@ -409,8 +409,9 @@ impl LeaderboardStore for RedisBoards {
                     rank: offset + 1 + i as u64,
                     score,
                     points: points.unwrap_or(0),
-                    reached_at: epoch
-                        + time::Duration::seconds(i64::try_from(elapsed).unwrap_or(0)),
+                    reached_at: (epoch
+                        + time::Duration::seconds(i64::try_from(elapsed).unwrap_or(0)))
+                    .to_offset(time::UtcOffset::UTC),
                 })
             })
             .collect();

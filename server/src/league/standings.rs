@@ -170,8 +170,9 @@ pub async fn write_final(
                     Entry {
                         id: (e.member, e.points),
                         score: board_score(board.scoring(), e.points, e.members),
-                        reached_at: epoch
-                            + time::Duration::seconds(i64::try_from(elapsed).unwrap_or(0)),
+                        reached_at: (epoch
+                            + time::Duration::seconds(i64::try_from(elapsed).unwrap_or(0)))
+                        .to_offset(time::UtcOffset::UTC),
                     }
                 })
                 .collect(),
