@@ -344,6 +344,18 @@ pub struct Club {
     pub created_at: OffsetDateTime,
 }
 
+/// A member of a club, as its members and its school's staff see it: a nickname, never more.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct ClubMember {
+    /// The student.
+    pub student_id: StudentId,
+    /// Their nickname.
+    pub nickname: String,
+    /// When they joined the club.
+    #[serde(with = "time::serde::rfc3339")]
+    pub joined_at: OffsetDateTime,
+}
+
 /// `POST /stations`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -10,6 +10,8 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod league;
+pub mod listener;
+pub mod metrics;
 pub mod routes;
 pub mod settings;
 pub mod state;
@@ -32,7 +34,8 @@ use crate::state::AppState;
 
 /// A server bound to its address, ready to run.
 pub struct Server {
-    listener: TcpListener,
+    listener: crate::listener::GuardedListener,
+    local_addr: SocketAddr,
     router: axum::Router,
     state: AppState,
 }
@@ -53,6 +56,14 @@ impl Server {
         let listener = TcpListener::bind(bind_addr).await.with_context(|| {
             format!("cannot listen on server.bind_addr (BIND_ADDR) {bind_addr}")
         })?;
+        let local_addr = listener.local_addr()?;
+        let listener = crate::listener::GuardedListener::new(listener);
+        crate::metrics::handle();
+        tracing::info!(
+            open_files.limit = crate::listener::open_files_limit().unwrap_or(0),
+            ws.max_connections = state.settings.ws.max_connections,
+            "open-file limit"
+        );
         let router = routes::router(state.clone())
             .layer(DefaultBodyLimit::max(max_body))
             .layer(TraceLayer::new_for_http())
@@ -69,6 +80,7 @@ impl Server {
             ));
         Ok(Self {
             listener,
+            local_addr,
             router,
             state,
         })
@@ -76,7 +88,7 @@ impl Server {
 
     /// The address the server listens on (with the real port when bound to port 0).
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        self.listener.local_addr()
+        Ok(self.local_addr)
     }
 
     /// The shared state (pools and settings), e.g. for tests that inspect the database.
@@ -104,7 +116,7 @@ impl Server {
         let serve = axum::serve(
             self.listener,
             self.router
-                .into_make_service_with_connect_info::<SocketAddr>(),
+                .into_make_service_with_connect_info::<crate::listener::ClientAddr>(),
         )
         .with_graceful_shutdown(async move {
             shutdown.await;

@@ -7,10 +7,12 @@
 pub(crate) mod auth;
 mod challenges;
 pub(crate) mod classes;
+mod clubs;
 mod health;
 mod leaderboards;
 pub(crate) mod schools;
 mod seasons;
+mod stations;
 mod submissions;
 
 use axum::Router;
@@ -39,6 +41,8 @@ use crate::state::AppState;
         (name = "schools", description = "Schools and their staff"),
         (name = "classes", description = "Classes, join codes and rosters"),
         (name = "seasons", description = "League seasons"),
+        (name = "clubs", description = "Clubs across the classes of a school, with join codes"),
+        (name = "stations", description = "Stations showing rotating codes, and their displays"),
         (name = "league", description = "The behaviour catalogue, submissions and their verification"),
         (name = "challenges", description = "Class-, school- and club-versus challenges"),
         (name = "leaderboards", description = "Live boards and final standings"),
@@ -65,6 +69,8 @@ pub fn api_router() -> OpenApiRouter<AppState> {
         .merge(schools::router())
         .merge(classes::router())
         .merge(seasons::router())
+        .merge(clubs::router())
+        .merge(stations::router())
         .merge(submissions::router())
         .merge(challenges::router())
         .merge(leaderboards::router())

@@ -26,6 +26,7 @@ async fn healthz_and_readyz_answer_200_while_everything_is_up() {
     let ready = app.get_root("/readyz").await.expect(200);
     assert_eq!(ready["postgres"], "ok");
     assert_eq!(ready["redis"], "ok");
+    assert_eq!(app.get_root("/metrics").await.status, 200);
 }
 
 #[tokio::test]

@@ -5,6 +5,7 @@
 )]
 
 mod accounts;
+mod clubs_stations;
 mod health;
 mod helpers;
 mod input;

@@ -277,9 +277,11 @@ pub async fn apply(state: &AppState, events: &[PointsEvent]) {
     let mut changed = BTreeSet::new();
     for e in events {
         if let Err(err) = state.league.boards.apply(e).await {
+            metrics::counter!("carbon_league_board_apply_failures_total").increment(1);
             tracing::error!(error = %err, season.id = %e.season, "board update failed after commit; rebuild the boards");
             continue;
         }
+        metrics::counter!("carbon_league_board_events_total").increment(1);
         for u in &e.updates {
             changed.insert((e.season, u.board.to_string()));
         }

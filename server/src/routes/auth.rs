@@ -1,8 +1,6 @@
 //! Signing in (adults, with a password), joining a class (students, with a join code and a
 //! nickname), signing out, and `GET /me`.
 
-use std::net::SocketAddr;
-
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
 use game_rules::join_code::JoinCode;
@@ -18,6 +16,7 @@ use utoipa_axum::routes;
 use crate::auth::{Actor, Principal, TokenOwner, issue_token, verify_password};
 use crate::error::{ApiError, ApiResult, violated_constraint};
 use crate::extract::Json;
+use crate::listener::ClientAddr;
 use crate::routes::classes::{StudentRow, fetch_student};
 use crate::routes::schools::fetch_user;
 use crate::state::{AppState, check_rate};
@@ -128,7 +127,7 @@ async fn me(State(state): State<AppState>, principal: Principal) -> ApiResult<Js
 #[tracing::instrument(skip_all)]
 async fn join(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(addr)): ConnectInfo<ClientAddr>,
     Json(req): Json<JoinRequest>,
 ) -> ApiResult<(StatusCode, Json<JoinResponse>)> {
     check_rate(&state.limits.join, &addr.ip())?;

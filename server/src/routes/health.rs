@@ -21,6 +21,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(healthz))
         .routes(routes!(readyz))
+        .routes(routes!(metrics))
 }
 
 /// Liveness: 200 while the process lives.
@@ -62,4 +63,10 @@ async fn readyz(State(state): State<AppState>) -> Response {
         format!("not ready: {} unavailable", down.join(" and ")),
         None,
     )
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "health", responses((status = 200, description = "Prometheus text format")))]
+async fn metrics() -> String {
+    crate::metrics::render().await
 }
