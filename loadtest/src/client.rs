@@ -20,7 +20,6 @@ use schema::league::{Board, BulkResult, Submission, SubmissionStatus, SubmitBeha
 use schema::ws::{ClientMsg, ServerMsg};
 use schema::{ClassId, SchoolId, StudentId, SubmissionId};
 use serde::Deserialize as _;
-use time::OffsetDateTime;
 use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio_tungstenite::WebSocketStream;
@@ -422,12 +421,19 @@ impl StudentSim {
         let p = &shared.params;
         let mut rng = rand::rng();
         let school = &world.schools[self.school];
-        let now = OffsetDateTime::now_utc();
         let want_station = !school.stations.is_empty() && rng.random_bool(p.station_share);
+        let codes: Vec<Option<(u64, String)>> = if want_station {
+            school
+                .stations
+                .iter()
+                .map(|s| lock(&s.code).clone())
+                .collect()
+        } else {
+            Vec::new()
+        };
         let station = if want_station {
-            self.stations.take(school.stations.len(), |i| {
-                game_rules::station::WindowIndex::containing(now, school.stations[i].window).0
-            })
+            self.stations
+                .take(codes.len(), |i| codes[i].as_ref().map(|c| c.0))
         } else {
             None
         };
@@ -444,13 +450,13 @@ impl StudentSim {
         let (station_code, station_id, mark) = match station {
             Some(i) => {
                 let s = &school.stations[i];
-                let code = game_rules::station::code_at(&s.secret, now, s.window);
+                let code = codes[i].as_ref().map(|c| c.1.clone()).unwrap_or_default();
                 let mark = world.ledger.append(
                     &[self.id.0, self.class.0, self.school_id.0],
                     behavior.points_per_unit,
                     Instant::now(),
                 );
-                (Some(code.to_string()), Some(s.id), Some(mark))
+                (Some(code), Some(s.id), Some(mark))
             }
             None => (None, None, None),
         };
@@ -1094,6 +1100,120 @@ impl TeacherSim {
             );
         } else if s.status != SubmissionStatus::Pending {
             self.pending.remove(&s.id);
+        }
+    }
+}
+
+/// A station's display: follows `station:<id>` and keeps the code it shows where the students
+/// of its school read it.
+pub struct StationSim {
+    /// Client index.
+    pub idx: usize,
+    /// School index in `world.schools`.
+    pub school: usize,
+    /// Station index in the school.
+    pub station: usize,
+    /// Where to connect.
+    pub target: Target,
+    /// Source address.
+    pub source: IpAddr,
+    /// When to connect first.
+    pub connect_at: Instant,
+}
+
+impl StationSim {
+    /// Runs the display until the run stops.
+    pub async fn run(self, shared: Arc<Shared>) {
+        tokio::time::sleep_until(self.connect_at.into()).await;
+        let station = &shared.world.schools[self.school].stations[self.station];
+        let topics = vec![format!("station:{}", station.id)];
+        let mut storm = shared.storm.clone();
+        storm.borrow_and_update();
+        let mut failures = 0u32;
+        while !shared.stop.is_cancelled() {
+            let connected = {
+                let _permit = shared.handshakes.acquire().await;
+                connect(
+                    &self.target,
+                    self.source,
+                    &station.display_token,
+                    &topics,
+                    shared.params.request_timeout,
+                )
+                .await
+            };
+            let (mut ws, early) = match connected {
+                Ok(c) => c,
+                Err(code) => {
+                    shared.metrics.error(format!("station:{code}"));
+                    failures += 1;
+                    if !backoff(&shared, failures).await {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            failures = 0;
+            shared.metrics.connection_up();
+            for m in early {
+                self.show(&shared, m);
+            }
+            let end = loop {
+                tokio::select! {
+                    biased;
+                    () = shared.stop.cancelled() => break End::Stop,
+                    _ = storm.changed() => break End::Storm,
+                    frame = ws.next() => match frame.map(|f| f.map_err(|_| "read_failed".to_owned()).and_then(decode)) {
+                        Some(Ok(Some(m))) => self.show(&shared, m),
+                        Some(Ok(None)) => {}
+                        Some(Err(code)) => {
+                            shared.metrics.error(format!("station:{code}"));
+                            break End::Failed;
+                        }
+                        None => {
+                            shared.metrics.error("station:eof");
+                            break End::Failed;
+                        }
+                    },
+                }
+            };
+            shared.metrics.connection_down();
+            match end {
+                End::Stop => {
+                    let _ = tokio::time::timeout(Duration::from_secs(2), ws.close(None)).await;
+                    break;
+                }
+                End::Storm => {
+                    storm.borrow_and_update();
+                }
+                End::Failed => {
+                    failures += 1;
+                    if !backoff(&shared, failures).await {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn show(&self, shared: &Shared, msg: ServerMsg) {
+        let data = match msg {
+            ServerMsg::Snapshot { data, .. } => {
+                Metrics::add(&shared.metrics.snapshots, 1);
+                data
+            }
+            ServerMsg::Event { data, .. } => {
+                Metrics::add(&shared.metrics.pushes, 1);
+                data
+            }
+            _ => return,
+        };
+        match schema::league::StationCode::deserialize(&data) {
+            Ok(c) => {
+                let station = &shared.world.schools[self.school].stations[self.station];
+                *lock(&station.code) = Some((c.window_index, c.code));
+            }
+            Err(_) => shared.metrics.error("undecodable_station_code"),
         }
     }
 }

@@ -30,7 +30,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api::Api;
 use crate::cli::{Args, FanoutBoard, Scenario};
-use crate::client::{Shared, StudentSim, Target, TeacherSim};
+use crate::client::{Shared, StationSim, StudentSim, Target, TeacherSim};
 use crate::metrics::Metrics;
 use crate::report::Report;
 
@@ -123,10 +123,13 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
         params: params.clone(),
         world,
     });
-    let (students, teachers) = clients(&shared, &targets, t0);
-    let n_clients = students.len() + teachers.len();
+    let (students, teachers, stations) = clients(&shared, &targets, t0);
+    let n_clients = students.len() + teachers.len() + stations.len();
     let n_teachers = teachers.len() as u64;
     let mut tasks = Vec::with_capacity(n_clients);
+    for s in stations {
+        tasks.push(tokio::spawn(s.run(shared.clone())));
+    }
     for t in teachers {
         tasks.push(tokio::spawn(t.run(shared.clone())));
     }
@@ -271,11 +274,12 @@ async fn target(base: &str) -> anyhow::Result<Target> {
 }
 
 /// Builds every simulated client, with its topics, server, source address and connect time.
+/// Station displays connect first (students need their codes), then classes in turn.
 fn clients(
     shared: &Arc<Shared>,
     targets: &[Target],
     t0: Instant,
-) -> (Vec<StudentSim>, Vec<TeacherSim>) {
+) -> (Vec<StudentSim>, Vec<TeacherSim>, Vec<StationSim>) {
     let p = &shared.params;
     let world = &shared.world;
     let n_classes: usize = world.schools.iter().map(|s| s.classes.len()).sum();
@@ -299,7 +303,22 @@ fn clients(
         }
     };
     let mut rng = rand::rng();
-    let (mut students, mut teachers) = (Vec::new(), Vec::new());
+    let (mut students, mut teachers, mut stations) = (Vec::new(), Vec::new(), Vec::new());
+    let mut idx = 0usize;
+    let ips = &p.source_ips;
+    for (si, school) in world.schools.iter().enumerate() {
+        for k in 0..school.stations.len() {
+            stations.push(StationSim {
+                idx,
+                school: si,
+                station: k,
+                target: targets[idx % targets.len()].clone(),
+                source: ips[idx % ips.len()],
+                connect_at: t0,
+            });
+            idx += 1;
+        }
+    }
     let mut idx = 0usize;
     let mut student_no = 0usize;
     let mut class_no = 0usize;
@@ -363,7 +382,7 @@ fn clients(
             }
         }
     }
-    (students, teachers)
+    (students, teachers, stations)
 }
 
 fn progress(quiet: bool, len: u64, what: &str) -> ProgressBar {

@@ -182,10 +182,16 @@ pub struct StationUse {
 
 impl StationUse {
     /// A station (index) whose current window the student has not used yet, marking it used.
-    /// `window_of(i)` is station i's current window index.
-    pub fn take(&mut self, stations: usize, window_of: impl Fn(usize) -> u64) -> Option<usize> {
+    /// `window_of(i)` is station i's current window index (None: its code is not known yet).
+    pub fn take(
+        &mut self,
+        stations: usize,
+        window_of: impl Fn(usize) -> Option<u64>,
+    ) -> Option<usize> {
         for i in 0..stations {
-            let w = window_of(i);
+            let Some(w) = window_of(i) else {
+                continue;
+            };
             // The server records the window the code belongs to (the client's), even when it
             // checks it just after the turn, so one use per window index is exact.
             match self.last.get(&i) {
@@ -272,9 +278,10 @@ mod tests {
     #[test]
     fn a_station_window_is_used_once_per_student() {
         let mut u = StationUse::default();
-        assert_eq!(u.take(2, |_| 10), Some(0));
-        assert_eq!(u.take(2, |_| 10), Some(1));
-        assert_eq!(u.take(2, |_| 10), None);
-        assert_eq!(u.take(2, |_| 11), Some(0));
+        assert_eq!(u.take(2, |_| Some(10)), Some(0));
+        assert_eq!(u.take(2, |_| Some(10)), Some(1));
+        assert_eq!(u.take(2, |_| Some(10)), None);
+        assert_eq!(u.take(2, |_| Some(11)), Some(0));
+        assert_eq!(u.take(2, |_| None), None);
     }
 }

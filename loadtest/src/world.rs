@@ -1,19 +1,15 @@
 //! Setting up the simulated schools through the server's own API: the programme admin creates
 //! each school, its admin and its teachers; each teacher creates a class; students join with
 //! the class's code from "their device"; each school's admin opens a class-versus-class
-//! challenge over every behaviour. Stations are rows written straight into Postgres (with a
-//! secret the load test keeps, so students can compute the codes a station would show) until
-//! the station API lands.
+//! challenge over every behaviour; each school's admin registers its stations and a display
+//! token for each.
 
-use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
 use futures_util::StreamExt as _;
 use futures_util::stream;
-use game_rules::station::StationSecret;
-use rand::RngExt as _;
 use schema::api::{Class, CreateClass, CreateUser, JoinResponse, LoginResponse, School, User};
 use schema::league::{Behavior, Challenge};
 use schema::{ChallengeId, ClassId, SchoolId, SeasonId, StationId, StudentId};
@@ -26,14 +22,15 @@ use crate::cli::Params;
 use crate::ledger::Ledger;
 use crate::plan::{BehaviorInfo, Budget, Calendar, Pick, zone_offset};
 
-/// A station of a school, with the secret its codes derive from.
+/// A station of a school. Its display (a simulated client) follows `station:<id>` and keeps
+/// the code it shows in `code`, where students read it.
 pub struct Station {
     /// Its id.
     pub id: StationId,
-    /// Its secret.
-    pub secret: StationSecret,
-    /// Its code window.
-    pub window: NonZeroU32,
+    /// The display's token.
+    pub display_token: String,
+    /// The code on the display: (window index, code).
+    pub code: std::sync::Mutex<Option<(u64, String)>>,
 }
 
 /// A joined student.
@@ -205,7 +202,6 @@ pub async fn build(
     let ctx = SchoolCtx {
         params,
         api,
-        db,
         admin: &admin,
         station_behaviors: &station_behaviors,
         all_behaviors: &all_behaviors,
@@ -243,7 +239,6 @@ pub async fn build(
 struct SchoolCtx<'a> {
     params: &'a Params,
     api: &'a Api,
-    db: &'a PgPool,
     admin: &'a str,
     station_behaviors: &'a [String],
     all_behaviors: &'a [String],
@@ -267,7 +262,7 @@ async fn build_school(ctx: &SchoolCtx<'_>, k: usize) -> anyhow::Result<SchoolSim
         )
         .await?;
     let admin_name = format!("lt{run}s{k}a");
-    let school_admin: User = api
+    let _school_admin: User = api
         .post(
             &format!("/schools/{}/admins", school.id),
             Some(ctx.admin),
@@ -282,28 +277,30 @@ async fn build_school(ctx: &SchoolCtx<'_>, k: usize) -> anyhow::Result<SchoolSim
 
     let mut stations = Vec::new();
     for i in 0..p.stations {
-        let mut secret = vec![0u8; 32];
-        rand::rng().fill(&mut secret[..]);
-        let id = StationId::new();
-        sqlx::query(
-            "INSERT INTO stations (id, school_id, name, behaviors, secret, window_secs, created_by) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(id)
-        .bind(school.id)
-        .bind(format!("Load station {i}"))
-        .bind(ctx.station_behaviors)
-        .bind(&secret)
-        .bind(i32::try_from(p.station_window_secs).unwrap_or(60))
-        .bind(school_admin.id)
-        .execute(ctx.db)
-        .await
-        .context("insert a station row (is --database-url the server's database?)")?;
+        let station: schema::league::Station = api
+            .post(
+                "/stations",
+                Some(&school_admin_token),
+                &json!({
+                    "name": format!("Load station {i}"),
+                    "behaviors": ctx.station_behaviors,
+                    "window_secs": p.station_window_secs,
+                }),
+            )
+            .await
+            .context("register a station")?;
+        let display: schema::api::TokenResponse = api
+            .post(
+                &format!("/stations/{}/display-token", station.id),
+                Some(&school_admin_token),
+                &json!({}),
+            )
+            .await
+            .context("a station display token")?;
         stations.push(Station {
-            id,
-            secret: StationSecret::new(secret).map_err(|e| anyhow::anyhow!("{e}"))?,
-            window: NonZeroU32::new(p.station_window_secs)
-                .unwrap_or(game_rules::station::DEFAULT_WINDOW_SECS),
+            id: station.id,
+            display_token: display.token,
+            code: std::sync::Mutex::new(None),
         });
     }
 
