@@ -22,8 +22,9 @@ pub enum Scenario {
     /// Steady traffic, then every client drops its connection at once and reconnects at once
     /// (no ramp), retrying unanswered submissions with their idempotency keys.
     ConnectStorm,
-    /// One board followed by every client (school 0's board, or `--fanout-board province`)
-    /// while `--fanout-writers` students keep changing it.
+    /// One board followed by every client (their school's board — one board with the default
+    /// single school — or `--fanout-board province`) while `--fanout-writers` students keep
+    /// changing it.
     Fanout,
     /// The CI smoke: a few hundred connections for about 10 s of steady traffic, with the
     /// correctness check (the same as `steady` with small defaults).
@@ -34,7 +35,7 @@ pub enum Scenario {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum FanoutBoard {
-    /// `school:<first school>` (classes of one school, per capita).
+    /// `school:<id>` of each client's school (classes of one school, per capita).
     School,
     /// `province` (schools, per capita).
     Province,
@@ -49,9 +50,23 @@ pub enum FanoutBoard {
 /// The run sets up its own schools through the server's API (as the programme admin), runs the
 /// scenario, prints a table (and `--json FILE`), then checks that every acknowledged submission
 /// is in Postgres exactly once and that every board equals the verified points in Postgres.
-/// Any mismatch exits with status 1. See loadtest/README.md.
+/// Any mismatch exits with status 1 (2: the run could not be set up). See loadtest/README.md.
+///
+/// Scenario defaults (S schools × C classes × N students, measured seconds, ramp seconds,
+/// submissions per student per minute, slow-reader share); every one can be overridden:
+///
+///   steady         4 × 6 × 40,  60 s, ramp 10 s, 2/min, 2% slow
+///   burst          4 × 6 × 40,  20 s, ramp 10 s, each student 1 submission within 3 s
+///   connect-storm  4 × 6 × 40,  40 s, ramp 10 s, 1/min, storm at 20 s
+///   fanout         1 × 40 × 50, 60 s, ramp 10 s, 6/min for 100 writers
+///   smoke          2 × 3 × 50,  10 s, ramp 3 s,  6/min, 2% slow
 #[derive(Debug, Clone, Parser)]
-#[command(name = "loadtest", version)]
+#[command(
+    name = "loadtest",
+    version,
+    args_override_self = true,
+    verbatim_doc_comment
+)]
 pub struct Args {
     /// The scenario.
     #[arg(long, value_enum, default_value = "steady")]
@@ -62,7 +77,7 @@ pub struct Args {
     #[arg(long = "server", default_value = "http://127.0.0.1:8080")]
     pub servers: Vec<String>,
 
-    /// Postgres of the server, for station rows and the correctness check.
+    /// The server's Postgres: the active season, and the correctness check.
     #[arg(
         long,
         env = "DATABASE_URL",
@@ -126,6 +141,11 @@ pub struct Args {
     /// A slow reader reads one frame, then waits this long, milliseconds.
     #[arg(long, default_value_t = 1000)]
     pub slow_read_ms: u64,
+
+    /// A slow reader's socket receive buffer, bytes (the kernel doubles it): small, so the
+    /// server sees the backlog instead of the loopback's megabytes of buffer.
+    #[arg(long, default_value_t = 4096)]
+    pub slow_recv_buffer_bytes: u32,
 
     /// burst: submissions per student in the burst.
     #[arg(long, default_value_t = 1)]
@@ -232,6 +252,8 @@ pub struct Params {
     /// Slow reader delay.
     #[serde(serialize_with = "secs")]
     pub slow_read: Duration,
+    /// Slow reader receive buffer.
+    pub slow_recv_buffer_bytes: u32,
     /// Burst: submissions per student.
     pub burst_submissions: u32,
     /// Burst length.
@@ -293,6 +315,7 @@ impl Args {
             approve_interval: Duration::from_millis(self.approve_interval_ms.max(50)),
             slow_readers: self.slow_readers.unwrap_or(slow),
             slow_read: Duration::from_millis(self.slow_read_ms),
+            slow_recv_buffer_bytes: self.slow_recv_buffer_bytes,
             burst_submissions: self.burst_submissions,
             burst: Duration::from_secs(self.burst_secs.max(1)),
             storm_at: Duration::from_secs(

@@ -119,6 +119,7 @@ async fn connect(
     token: &str,
     topics: &[String],
     timeout: Duration,
+    recv_buffer: Option<u32>,
 ) -> Result<(Ws, Vec<ServerMsg>), String> {
     tokio::time::timeout(timeout, async {
         let socket = match source {
@@ -126,6 +127,11 @@ async fn connect(
             IpAddr::V6(_) => TcpSocket::new_v6(),
         }
         .map_err(|e| format!("socket_{:?}", e.kind()))?;
+        if let Some(bytes) = recv_buffer {
+            // A small receive window, like a phone on a poor link: the server's writes back
+            // up within seconds instead of filling the loopback's large buffers.
+            let _ = socket.set_recv_buffer_size(bytes);
+        }
         socket
             .bind(SocketAddr::new(source, 0))
             .map_err(|e| format!("bind_{:?}", e.kind()))?;
@@ -492,6 +498,7 @@ impl StudentSim {
                     &self.token,
                     &self.topics,
                     shared.params.request_timeout,
+                    self.slow.then_some(shared.params.slow_recv_buffer_bytes),
                 )
                 .await
             };
@@ -511,7 +518,11 @@ impl StudentSim {
                 .metrics
                 .connect_latency
                 .record(self.idx, started.elapsed());
-            if after_storm && let Some(d) = shared.storm_elapsed() {
+            // A slow reader notices the storm only after its pause: not the server's time.
+            if after_storm
+                && !self.slow
+                && let Some(d) = shared.storm_elapsed()
+            {
                 shared.metrics.reconnect_latency.record(self.idx, d);
             }
             after_storm = false;
@@ -828,6 +839,7 @@ impl TeacherSim {
                     &self.token,
                     &self.topics,
                     shared.params.request_timeout,
+                    None,
                 )
                 .await
             };
@@ -1139,6 +1151,7 @@ impl StationSim {
                     &station.display_token,
                     &topics,
                     shared.params.request_timeout,
+                    None,
                 )
                 .await
             };
