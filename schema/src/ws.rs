@@ -13,6 +13,21 @@ use crate::league::SubmitBehavior;
 /// The protocol version announced in `hello`.
 pub const PROTOCOL_VERSION: u32 = 1;
 
+/// The `type` of every [`ClientMsg`], so a server can tell an unknown type (`unknown_type`)
+/// from a known one with bad fields (`malformed_message`).
+pub const CLIENT_TYPES: [&str; 10] = [
+    "auth",
+    "subscribe",
+    "unsubscribe",
+    "submit",
+    "confirm",
+    "approve",
+    "reject",
+    "revoke",
+    "board",
+    "ping",
+];
+
 /// A message from the client.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -100,6 +115,24 @@ pub enum ClientMsg {
     },
 }
 
+impl ClientMsg {
+    /// The client-chosen request id, echoed in the reply.
+    pub fn id(&self) -> &str {
+        match self {
+            Self::Auth { id, .. }
+            | Self::Subscribe { id, .. }
+            | Self::Unsubscribe { id, .. }
+            | Self::Submit { id, .. }
+            | Self::Confirm { id, .. }
+            | Self::Approve { id, .. }
+            | Self::Reject { id, .. }
+            | Self::Revoke { id, .. }
+            | Self::Board { id, .. }
+            | Self::Ping { id } => id,
+        }
+    }
+}
+
 /// A message from the server.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -130,6 +163,9 @@ pub enum ServerMsg {
         code: String,
         /// A sentence for people.
         message: String,
+        /// The input field at fault, on validation errors (as in the HTTP error envelope).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        field: Option<String>,
     },
     /// A topic's current state, right after subscribing.
     Snapshot {
@@ -169,4 +205,39 @@ pub mod close {
     pub const GOING_AWAY: u16 = 1001;
     /// A frame exceeded the transport limit.
     pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The token could not be checked (the database is unavailable); reconnect later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_listed_client_type_is_a_client_message_and_no_other_is() {
+        for name in CLIENT_TYPES {
+            let err = serde_json::from_value::<ClientMsg>(serde_json::json!({ "type": name }))
+                .expect_err("fields are missing")
+                .to_string();
+            assert!(!err.contains("unknown variant"), "{name}: {err}");
+        }
+        let err = serde_json::from_value::<ClientMsg>(serde_json::json!({ "type": "shout" }))
+            .expect_err("unknown")
+            .to_string();
+        assert!(err.contains("unknown variant"), "{err}");
+    }
+
+    #[test]
+    fn a_submit_frame_reads_its_id_and_its_flattened_submission() {
+        let msg: ClientMsg = serde_json::from_value(serde_json::json!({
+            "type": "submit", "id": "7", "behavior": "meatless_meal", "quantity": 1,
+            "occurred_at": "2026-03-02T04:00:00Z", "idempotency_key": "k1"
+        }))
+        .expect("a valid submit");
+        let ClientMsg::Submit { id, submission } = msg else {
+            panic!("not a submit: {msg:?}");
+        };
+        assert_eq!(id, "7");
+        assert_eq!(submission.behavior, "meatless_meal");
+    }
 }

@@ -1,5 +1,5 @@
-//! Carbon League's server: the axum HTTP API (and, as the league grows, its WebSocket) over
-//! Postgres and Redis.
+//! Carbon League's server: the axum HTTP API and the WebSocket (`/api/v1/ws`) over Postgres
+//! and Redis.
 //!
 //! `main.rs` is a thin command line over this library. Tests and the load generator boot the
 //! real server in-process with [`Server::build`] on port 0, read [`Server::local_addr`], and run
@@ -16,6 +16,7 @@ pub mod routes;
 pub mod settings;
 pub mod state;
 pub mod telemetry;
+pub mod ws;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -97,11 +98,15 @@ impl Server {
     }
 
     /// Serves until `shutdown` completes, then lets open requests finish within
-    /// `server.shutdown_grace_ms`.
+    /// `server.shutdown_grace_ms`. Open WebSockets are closed with 1001 (going away) as soon as
+    /// `shutdown` completes.
     pub async fn run_until(
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> anyhow::Result<()> {
+        // However this returns (shutdown, a failed server), the WebSockets are told to close.
+        let _close_sockets = self.state.shutdown.clone().drop_guard();
+        let sockets = self.state.shutdown.clone();
         let grace = Duration::from_millis(self.state.settings.server.shutdown_grace_ms);
         let background = crate::league::spawn_background(self.state.clone());
         let limits = self.state.limits.clone();
@@ -120,6 +125,8 @@ impl Server {
         )
         .with_graceful_shutdown(async move {
             shutdown.await;
+            // Upgraded WebSockets are not requests axum waits for: tell them to close now.
+            sockets.cancel();
             let _ = stop_tx.send(());
         });
         let serve = tokio::spawn(async move { serve.await });

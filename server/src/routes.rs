@@ -1,4 +1,5 @@
-//! The HTTP API under `/api/v1`, its OpenAPI document, and the health probes.
+//! The HTTP API under `/api/v1`, its OpenAPI document, the health probes and the WebSocket
+//! route (`/api/v1/ws`, served by [`crate::ws`]).
 //!
 //! Each submodule owns one resource and the SQL that serves it. Handlers are registered
 //! through `utoipa-axum`, so the OpenAPI document at `/api/v1/openapi.json` is generated from
@@ -32,7 +33,9 @@ use crate::state::AppState;
     info(
         title = "Carbon League API",
         description = "The real-time game backend of a provincial low-carbon schools programme. \
-            Every error answers `{\"error\": {\"code\", \"message\", \"field\"?}}`.",
+            Every error answers `{\"error\": {\"code\", \"message\", \"field\"?}}`. \
+            Live leaderboards and requests also run over the WebSocket at `GET /api/v1/ws` \
+            (JSON text frames; the first frame authenticates): see docs/protocol.md.",
     ),
     modifiers(&BearerAuth),
     tags(
@@ -82,7 +85,9 @@ pub fn router(state: AppState) -> Router {
         .nest("/api/v1", api_router())
         .merge(health::router())
         .split_for_parts();
-    api.merge(SwaggerUi::new("/api/v1/docs").url("/api/v1/openapi.json", openapi))
+    // The WebSocket is not an OpenAPI operation: docs/protocol.md documents it.
+    api.route("/api/v1/ws", axum::routing::get(crate::ws::ws_handler))
+        .merge(SwaggerUi::new("/api/v1/docs").url("/api/v1/openapi.json", openapi))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

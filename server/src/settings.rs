@@ -223,7 +223,7 @@ impl Settings {
     }
 
     fn validate(&self) -> Result<(), SettingsError> {
-        let checks: [(bool, &'static str, &'static str); 16] = [
+        let checks: &[(bool, &'static str, &'static str)] = &[
             (
                 (1..=10).contains(&self.league.default_required_confirmations),
                 "league.default_required_confirmations",
@@ -259,6 +259,36 @@ impl Settings {
                     && self.ws.transport_max_bytes >= self.ws.max_frame_bytes,
                 "ws.max_frame_bytes",
                 "must be at least 1024 and at most ws.transport_max_bytes",
+            ),
+            (
+                self.ws.max_connections >= 1,
+                "ws.max_connections",
+                "must be at least 1",
+            ),
+            (
+                self.ws.send_queue_len >= 1,
+                "ws.send_queue_len",
+                "must be at least 1",
+            ),
+            (
+                self.ws.auth_deadline_ms >= 1,
+                "ws.auth_deadline_ms",
+                "must be positive",
+            ),
+            (
+                self.ws.ping_interval_ms >= 10,
+                "ws.ping_interval_ms",
+                "must be at least 10",
+            ),
+            (
+                self.ws.pong_timeout_ms >= 1,
+                "ws.pong_timeout_ms",
+                "must be positive",
+            ),
+            (
+                self.ws.read_buffer_bytes >= 256 && self.ws.write_buffer_bytes >= 256,
+                "ws.read_buffer_bytes",
+                "ws.read_buffer_bytes and ws.write_buffer_bytes must be at least 256",
             ),
             (
                 self.server.max_body_bytes >= 1024,
@@ -311,7 +341,7 @@ impl Settings {
                 "must be at least 1",
             ),
         ];
-        for (ok, key, problem) in checks {
+        for &(ok, key, problem) in checks {
             if !ok {
                 return Err(SettingsError::Invalid { key, problem });
             }

@@ -1,8 +1,9 @@
 //! The shared application state and the connections it holds.
 //!
-//! One cheap-to-clone [`AppState`]: the Postgres pool, the Redis pool, the settings and the
-//! rate limiters. Pools have explicit sizes and timeouts, so a dependency that is down or
-//! saturated turns into a prompt 503 instead of a hang.
+//! One cheap-to-clone [`AppState`]: the Postgres pool, the Redis pool, the settings, the rate
+//! limiters, the league, the WebSocket count and the shutdown token. Pools have explicit sizes
+//! and timeouts, so a dependency that is down or saturated turns into a prompt 503 instead of a
+//! hang.
 
 use std::num::NonZeroU32;
 use std::str::FromStr as _;
@@ -42,6 +43,8 @@ pub struct AppState {
     pub tasks: Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>,
     /// Open WebSocket connections on this node.
     pub connections: Arc<std::sync::atomic::AtomicUsize>,
+    /// Cancelled when the server starts shutting down: open WebSockets close with 1001.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// In-process rate limiters. Each server process limits on its own; behind a load balancer of
@@ -119,6 +122,7 @@ impl AppState {
             league: Arc::new(league),
             tasks: Arc::new(std::sync::Mutex::new(vec![listener])),
             connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+            shutdown: tokio_util::sync::CancellationToken::new(),
         })
     }
 }

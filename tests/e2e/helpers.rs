@@ -6,6 +6,7 @@
 
 pub mod league;
 pub mod proxy;
+pub mod ws_client;
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -37,6 +38,10 @@ pub struct TestApp {
     pub db_name: String,
     /// The server's state (pools, boards), for checks that reach behind the API.
     pub state: carbon_league::state::AppState,
+    /// The settings the server runs with (a peer reuses them).
+    pub settings: Settings,
+    /// Whether dropping this app drops the database (a peer shares its first app's).
+    owns_database: bool,
     http: reqwest::Client,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     server: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
@@ -85,8 +90,21 @@ pub async fn spawn_app() -> TestApp {
 
 /// Boots the server with adjusted settings.
 pub async fn spawn_with(settings: Settings, db_name: String) -> TestApp {
+    boot(settings, db_name, true).await
+}
+
+/// Boots a second server node beside `app`: the same database and the same Redis key prefix
+/// (so the same boards and live bus), its own port. It does not drop the shared database.
+pub async fn spawn_peer(app: &TestApp) -> TestApp {
+    let mut settings = app.settings.clone();
+    settings.server.bind_addr = "127.0.0.1:0".parse().expect("addr");
+    boot(settings, app.db_name.clone(), false).await
+}
+
+async fn boot(settings: Settings, db_name: String, owns_database: bool) -> TestApp {
     let db_url = replace_db_name(&base_database_url(), &db_name);
-    let server = Server::build(settings, true)
+    // The first app migrates its fresh database; a peer finds it migrated.
+    let server = Server::build(settings.clone(), owns_database)
         .await
         .expect("the server boots");
     let addr = server.local_addr().expect("bound address");
@@ -101,6 +119,8 @@ pub async fn spawn_with(settings: Settings, db_name: String) -> TestApp {
         db,
         db_name,
         state,
+        settings,
+        owns_database,
         http: reqwest::Client::builder()
             .timeout(Duration::from_secs(20))
             .build()
@@ -117,6 +137,9 @@ impl Drop for TestApp {
         }
         if let Some(server) = self.server.take() {
             server.abort();
+        }
+        if !self.owns_database {
+            return;
         }
         let db_name = self.db_name.clone();
         // Drop the test database from a thread with its own runtime: Drop cannot await.
@@ -191,6 +214,13 @@ impl Reply {
 }
 
 impl TestApp {
+    /// Signals the server to shut down (as SIGTERM would), leaving it to finish gracefully.
+    pub fn begin_shutdown(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+
     /// `http://addr`.
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)

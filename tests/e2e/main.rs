@@ -11,3 +11,4 @@ mod helpers;
 mod input;
 mod league;
 mod seasons;
+mod ws;

@@ -116,11 +116,21 @@ impl Topic {
         let _ = self.tx.send(frame);
     }
 
-    /// Stores `data` as the latest state without pushing (a snapshot computed on subscribe).
-    pub fn remember(&self, data: serde_json::Value) -> u64 {
+    /// Forgets the latest state (its season closed), so the next snapshot is read afresh.
+    pub fn forget(&self) {
         let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        state.last = None;
+    }
+
+    /// Stores `data` (computed while the topic stood at `seq`) as the latest state, unless a push
+    /// has happened since: then the pushed data is newer and is kept. Returns whether it stored.
+    pub fn remember_at(&self, seq: u64, data: serde_json::Value) -> bool {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if state.seq != seq {
+            return false;
+        }
         state.last = Some(data);
-        state.seq
+        true
     }
 
     /// Number of sockets subscribed on this node.

@@ -343,7 +343,13 @@ pub async fn push_dirty_boards(state: &AppState) {
     }
     let season = match crate::league::active_season(&state.db).await {
         Ok(Some(s)) => s,
-        Ok(None) => return,
+        Ok(None) => {
+            // The season closed: what these topics last showed belongs to it.
+            for topic in dirty {
+                topic.forget();
+            }
+            return;
+        }
         Err(e) => {
             tracing::warn!(error = %e, "cannot read the active season for board pushes");
             return;

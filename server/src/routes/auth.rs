@@ -98,7 +98,12 @@ async fn logout(State(state): State<AppState>, principal: Principal) -> ApiResul
     (status = 200, body = Me), (status = 401, body = ErrorBody),
 ))]
 async fn me(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<Me>> {
-    let me = match principal.actor {
+    me_of(&state, principal.actor).await.map(Json)
+}
+
+/// Who an actor is: the body of `GET /me`, and of the WebSocket's `auth` reply.
+pub(crate) async fn me_of(state: &AppState, actor: Actor) -> ApiResult<Me> {
+    let me = match actor {
         Actor::Station { id, school_id } => Me::Station(StationRef { id, school_id }),
         Actor::User { id, .. } => Me::User(
             fetch_user(&state.db, id)
@@ -113,7 +118,7 @@ async fn me(State(state): State<AppState>, principal: Principal) -> ApiResult<Js
                 .into_wire(),
         ),
     };
-    Ok(Json(me))
+    Ok(me)
 }
 
 /// A student joins a class from their device with its join code and a nickname — no real

@@ -6,9 +6,9 @@
 //! and its members' nicknames are visible to its members and to its school's staff only: minors'
 //! nicknames never leave their class, club and school.
 
-use std::net::SocketAddr;
-
 use axum::extract::{ConnectInfo, State};
+
+use crate::listener::ClientAddr;
 use axum::http::StatusCode;
 use game_rules::join_code::{self, JoinCode};
 use rand::RngExt as _;
@@ -262,7 +262,7 @@ async fn create_club(
 #[tracing::instrument(skip_all)]
 async fn join_club(
     State(state): State<AppState>,
-    ConnectInfo(addr): ConnectInfo<SocketAddr>,
+    ConnectInfo(ClientAddr(addr)): ConnectInfo<ClientAddr>,
     principal: Principal,
     Json(req): Json<JoinClub>,
 ) -> ApiResult<Json<Club>> {
