@@ -177,8 +177,25 @@ pub enum TokenOwner {
     Station(StationId),
 }
 
+/// Password hashes computed at once. Each argon2id run takes 19 MiB and a core for tens of
+/// milliseconds: unbounded, a burst of sign-ins would take hundreds of MiB (which the allocator
+/// keeps) and every core. One per core keeps both bounded; the rest wait their turn.
+static HASHING: std::sync::LazyLock<tokio::sync::Semaphore> = std::sync::LazyLock::new(|| {
+    tokio::sync::Semaphore::new(
+        std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+    )
+});
+
+async fn hashing_permit() -> ApiResult<tokio::sync::SemaphorePermit<'static>> {
+    HASHING
+        .acquire()
+        .await
+        .map_err(|e| ApiError::Internal(anyhow::anyhow!("hashing semaphore closed: {e}")))
+}
+
 /// Hashes a password with argon2id (default parameters: 19 MiB, 2 passes) off the async threads.
 pub async fn hash_password(password: String) -> ApiResult<String> {
+    let _permit = hashing_permit().await?;
     tokio::task::spawn_blocking(move || {
         use argon2::PasswordHasher as _;
         argon2::Argon2::default()
@@ -194,6 +211,7 @@ pub async fn hash_password(password: String) -> ApiResult<String> {
 /// Verifies a password against a stored hash, or against a dummy hash when the account does
 /// not exist, so that timing does not tell which usernames exist.
 pub async fn verify_password(password: String, stored: Option<String>) -> ApiResult<bool> {
+    let _permit = hashing_permit().await?;
     tokio::task::spawn_blocking(move || {
         use argon2::PasswordVerifier as _;
         let hash = stored.as_deref().unwrap_or(DUMMY_HASH.as_str());
