@@ -39,6 +39,9 @@ cleanup() {
   if command -v redis-cli >/dev/null 2>&1; then
     redis-cli -u "$redis_url" --scan --pattern "$prefix:*" | xargs -r redis-cli -u "$redis_url" del >/dev/null 2>&1 || true
   fi
+  if [ -n "${SMOKE_SERVER_LOG:-}" ] && [ -f "$work/server.log" ]; then
+    cp "$work/server.log" "$SMOKE_SERVER_LOG" || true
+  fi
   if [ "$status" != 0 ] && [ -f "$work/server.log" ]; then
     echo "--- last lines of the server log ---" >&2
     tail -n 40 "$work/server.log" >&2 || true

@@ -160,11 +160,14 @@ pub const SEASON_LOCK: i64 = 0x6361_7262_6f6e_4c47; // "carbonLG"
 /// For a write: takes the season lock shared, then returns the active season or a 409 saying
 /// there is none.
 pub async fn require_active_season(conn: &mut sqlx::PgConnection) -> ApiResult<SeasonInfo> {
+    // Two statements on purpose: the season is read with a snapshot taken after the lock is
+    // held, so a close that committed meanwhile is seen.
     sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
         .bind(SEASON_LOCK)
         .execute(&mut *conn)
         .await?;
-    active_season(&mut *conn).await?.ok_or(ApiError::Conflict(
+    let season = active_season(&mut *conn).await?;
+    season.ok_or(ApiError::Conflict(
         "no_active_season",
         "no season is active: scoring is closed".into(),
     ))

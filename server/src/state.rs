@@ -153,6 +153,9 @@ pub async fn connect_redis(s: &RedisSettings) -> anyhow::Result<RedisPool> {
     let pool = bb8::Pool::builder()
         .max_size(s.pool_size)
         .connection_timeout(s.timeout())
+        // A multiplexed connection reports its own breakage; a PING on every checkout would
+        // double the round trips of the hot path.
+        .test_on_check_out(false)
         .build_unchecked(manager);
     ping_redis(&pool, s.timeout())
         .await

@@ -207,9 +207,10 @@ pub fn split_key(key: f64) -> (u64, u64) {
 /// The leaderboard store: Redis in production, memory in embedded mode.
 #[async_trait]
 pub trait LeaderboardStore: Send + Sync {
-    /// Applies every update of one event in one round trip. Applying events out of order gives
-    /// the same result: totals add up, and a member's instant only moves forward.
-    async fn apply(&self, event: &PointsEvent) -> Result<(), ApiError>;
+    /// Applies every update of the given events, atomically, in one round trip (per few hundred
+    /// updates). Applying events out of order gives the same result: totals add up, and a
+    /// member's instant only moves forward.
+    async fn apply(&self, events: &[PointsEvent]) -> Result<(), ApiError>;
 
     /// Rows `offset..offset+limit` from the top, and the board's size.
     async fn range(
@@ -257,10 +258,9 @@ pub struct RedisBoards {
     apply_script: redis::Script,
 }
 
-/// KEYS: the boards set, then per update its sorted set and hash. ARGV: elapsed seconds of the
-/// event, then per update: board name, member, delta, per-capita flag, members, refresh flag.
+/// KEYS: the boards set, then per update its sorted set and hash. ARGV: per update: board name,
+/// member, delta, per-capita flag, members, refresh flag, elapsed seconds of its event.
 const APPLY_LUA: &str = r"
-local elapsed = tonumber(ARGV[1])
 local time_scale = 67108864 -- 2^26
 local max_elapsed = 67108863
 local max_score = 134217727
@@ -268,13 +268,14 @@ local n = (#KEYS - 1) / 2
 for i = 1, n do
   local z = KEYS[2 * i]
   local h = KEYS[2 * i + 1]
-  local base = 2 + (i - 1) * 6
+  local base = 1 + (i - 1) * 7
   local board = ARGV[base]
   local member = ARGV[base + 1]
   local delta = tonumber(ARGV[base + 2])
   local per_capita = ARGV[base + 3] == '1'
   local members = tonumber(ARGV[base + 4])
   local refresh = ARGV[base + 5] == '1'
+  local elapsed = tonumber(ARGV[base + 6])
   local skip = false
   local at
   if refresh then
@@ -307,6 +308,14 @@ end
 return n
 ";
 
+/// Updates per script invocation: a few hundred keep each run short (Redis runs one script at a
+/// time) while still saving round trips.
+const UPDATES_PER_SCRIPT: usize = 400;
+
+/// How often a pool checkout that timed out is retried (nothing was sent, so a retry cannot
+/// count twice).
+const CHECKOUT_RETRIES: u32 = 3;
+
 impl RedisBoards {
     /// Boards under `prefix` in the pooled Redis.
     pub fn new(pool: RedisPool, prefix: &str) -> Self {
@@ -336,36 +345,47 @@ impl RedisBoards {
     async fn conn(
         &self,
     ) -> Result<bb8::PooledConnection<'_, bb8_redis::RedisConnectionManager>, ApiError> {
-        Ok(self.pool.get().await?)
+        checkout(&self.pool).await
     }
 }
 
 #[async_trait]
 impl LeaderboardStore for RedisBoards {
-    async fn apply(&self, event: &PointsEvent) -> Result<(), ApiError> {
-        if event.updates.is_empty() {
-            return Ok(());
+    async fn apply(&self, events: &[PointsEvent]) -> Result<(), ApiError> {
+        // One season's updates at a time: the script's keys share the season's hash tag.
+        let mut by_season: Vec<(SeasonId, Vec<(&BoardUpdate, u64)>)> = Vec::new();
+        for e in events {
+            let elapsed = elapsed_secs(e.epoch, e.at);
+            let updates = e.updates.iter().map(|u| (u, elapsed));
+            match by_season.iter_mut().find(|(s, _)| *s == e.season) {
+                Some((_, list)) => list.extend(updates),
+                None => by_season.push((e.season, updates.collect())),
+            }
         }
-        let mut invocation = self.apply_script.prepare_invoke();
-        invocation.key(self.boards_key(event.season));
-        invocation.arg(elapsed_secs(event.epoch, event.at));
-        for u in &event.updates {
-            invocation.key(self.zkey(event.season, u.board));
-            invocation.key(self.hkey(event.season, u.board));
-            invocation
-                .arg(u.board.to_string())
-                .arg(u.member.to_string())
-                .arg(u.delta)
-                .arg(if u.board.scoring() == ScoringMode::PerCapita {
-                    "1"
-                } else {
-                    "0"
-                })
-                .arg(u.members)
-                .arg(if u.refresh { "1" } else { "0" });
+        for (season, updates) in by_season {
+            for chunk in updates.chunks(UPDATES_PER_SCRIPT) {
+                let mut invocation = self.apply_script.prepare_invoke();
+                invocation.key(self.boards_key(season));
+                for (u, elapsed) in chunk {
+                    invocation.key(self.zkey(season, u.board));
+                    invocation.key(self.hkey(season, u.board));
+                    invocation
+                        .arg(u.board.to_string())
+                        .arg(u.member.to_string())
+                        .arg(u.delta)
+                        .arg(if u.board.scoring() == ScoringMode::PerCapita {
+                            "1"
+                        } else {
+                            "0"
+                        })
+                        .arg(u.members)
+                        .arg(if u.refresh { "1" } else { "0" })
+                        .arg(*elapsed);
+                }
+                let mut conn = self.conn().await?;
+                let _: i64 = invocation.invoke_async(&mut *conn).await?;
+            }
         }
-        let mut conn = self.conn().await?;
-        let _: i64 = invocation.invoke_async(&mut *conn).await?;
         Ok(())
     }
 
@@ -516,5 +536,22 @@ mod tests {
         let expected = game_rules::ranking::sort_key(1234, at, epoch).unwrap();
         assert_eq!(key_of(1234, elapsed_secs(epoch, at)), expected);
         assert_eq!(split_key(expected), (1234, elapsed_secs(epoch, at)));
+    }
+}
+
+/// A pooled connection; a checkout that timed out (nothing sent yet) is retried a few times.
+pub async fn checkout(
+    pool: &RedisPool,
+) -> Result<bb8::PooledConnection<'_, bb8_redis::RedisConnectionManager>, ApiError> {
+    let mut attempt = 0;
+    loop {
+        match pool.get().await {
+            Ok(conn) => return Ok(conn),
+            Err(bb8::RunError::TimedOut) if attempt < CHECKOUT_RETRIES => {
+                attempt += 1;
+                metrics::counter!("carbon_league_redis_checkout_retries_total").increment(1);
+            }
+            Err(e) => return Err(e.into()),
+        }
     }
 }

@@ -737,9 +737,9 @@ pub async fn finalize(state: &AppState, id: ChallengeId) -> ApiResult<()> {
         let _ = state
             .league
             .bus
-            .publish(&LiveMessage::BoardChanged {
+            .publish(&LiveMessage::BoardsChanged {
                 season: row.season_id,
-                board: board.to_string(),
+                boards: vec![board.to_string()],
             })
             .await;
     }

@@ -274,20 +274,28 @@ fn event(season: &SeasonInfo, updates: Vec<BoardUpdate>) -> PointsEvent {
 /// already holds the truth: a Redis failure here is logged (the boards can be rebuilt with
 /// `carbon-league rebuild-leaderboards`) and does not undo the caller's success.
 pub async fn apply(state: &AppState, events: &[PointsEvent]) {
-    let mut changed = BTreeSet::new();
+    if events.is_empty() {
+        return;
+    }
+    if let Err(err) = state.league.boards.apply(events).await {
+        metrics::counter!("carbon_league_board_apply_failures_total").increment(1);
+        tracing::error!(error = %err, events = events.len(), "board update failed after commit; rebuild the boards");
+        return;
+    }
+    metrics::counter!("carbon_league_board_events_total").increment(events.len() as u64);
+    let mut changed: Vec<(schema::SeasonId, BTreeSet<String>)> = Vec::new();
     for e in events {
-        if let Err(err) = state.league.boards.apply(e).await {
-            metrics::counter!("carbon_league_board_apply_failures_total").increment(1);
-            tracing::error!(error = %err, season.id = %e.season, "board update failed after commit; rebuild the boards");
-            continue;
-        }
-        metrics::counter!("carbon_league_board_events_total").increment(1);
-        for u in &e.updates {
-            changed.insert((e.season, u.board.to_string()));
+        let boards = e.updates.iter().map(|u| u.board.to_string());
+        match changed.iter_mut().find(|(s, _)| *s == e.season) {
+            Some((_, set)) => set.extend(boards),
+            None => changed.push((e.season, boards.collect())),
         }
     }
-    for (season, board) in changed {
-        let msg = LiveMessage::BoardChanged { season, board };
+    for (season, boards) in changed {
+        let msg = LiveMessage::BoardsChanged {
+            season,
+            boards: boards.into_iter().collect(),
+        };
         if let Err(err) = state.league.bus.publish(&msg).await {
             tracing::warn!(error = %err, "live bus publish failed");
         }

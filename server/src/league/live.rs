@@ -26,12 +26,12 @@ use crate::state::RedisPool;
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum LiveMessage {
-    /// A board's content changed (coalesced before it is pushed).
-    BoardChanged {
+    /// Boards whose content changed (coalesced before they are pushed).
+    BoardsChanged {
         /// The season.
         season: SeasonId,
-        /// The board's name, e.g. `class:<id>`.
-        board: String,
+        /// The boards' names, e.g. `class:<id>`.
+        boards: Vec<String>,
     },
     /// An event for a topic, pushed as it is (moderation queue items, challenge results).
     Topic {
@@ -181,9 +181,11 @@ impl Hub {
     /// Hands a message from the bus to the local subscribers.
     pub fn deliver(&self, msg: LiveMessage) {
         match msg {
-            LiveMessage::BoardChanged { board, .. } => {
-                if let Some(t) = self.existing(&format!("board:{board}")) {
-                    t.dirty.store(true, Ordering::Release);
+            LiveMessage::BoardsChanged { boards, .. } => {
+                for board in boards {
+                    if let Some(t) = self.existing(&format!("board:{board}")) {
+                        t.dirty.store(true, Ordering::Release);
+                    }
                 }
             }
             LiveMessage::Topic { topic, data } => {
@@ -294,7 +296,7 @@ impl RedisBus {
 impl LiveBus for RedisBus {
     async fn publish(&self, msg: &LiveMessage) -> Result<(), ApiError> {
         let payload = serde_json::to_string(msg).map_err(|e| ApiError::Internal(e.into()))?;
-        let mut conn = self.pool.get().await?;
+        let mut conn = crate::league::boards::checkout(&self.pool).await?;
         let _: i64 = redis::cmd("PUBLISH")
             .arg(&self.channel)
             .arg(payload)

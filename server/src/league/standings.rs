@@ -426,9 +426,9 @@ pub async fn after_close(state: &AppState, season_id: SeasonId, challenges: &[Ch
         let _ = state
             .league
             .bus
-            .publish(&crate::league::live::LiveMessage::BoardChanged {
+            .publish(&crate::league::live::LiveMessage::BoardsChanged {
                 season: season_id,
-                board: board.to_string(),
+                boards: vec![board.to_string()],
             })
             .await;
     }
