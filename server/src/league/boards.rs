@@ -506,6 +506,23 @@ impl LeaderboardStore for RedisBoards {
     }
 }
 
+/// A pooled connection; a checkout that timed out (nothing sent yet) is retried a few times.
+pub async fn checkout(
+    pool: &RedisPool,
+) -> Result<bb8::PooledConnection<'_, bb8_redis::RedisConnectionManager>, ApiError> {
+    let mut attempt = 0;
+    loop {
+        match pool.get().await {
+            Ok(conn) => return Ok(conn),
+            Err(bb8::RunError::TimedOut) if attempt < CHECKOUT_RETRIES => {
+                attempt += 1;
+                metrics::counter!("carbon_league_redis_checkout_retries_total").increment(1);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -536,22 +553,5 @@ mod tests {
         let expected = game_rules::ranking::sort_key(1234, at, epoch).unwrap();
         assert_eq!(key_of(1234, elapsed_secs(epoch, at)), expected);
         assert_eq!(split_key(expected), (1234, elapsed_secs(epoch, at)));
-    }
-}
-
-/// A pooled connection; a checkout that timed out (nothing sent yet) is retried a few times.
-pub async fn checkout(
-    pool: &RedisPool,
-) -> Result<bb8::PooledConnection<'_, bb8_redis::RedisConnectionManager>, ApiError> {
-    let mut attempt = 0;
-    loop {
-        match pool.get().await {
-            Ok(conn) => return Ok(conn),
-            Err(bb8::RunError::TimedOut) if attempt < CHECKOUT_RETRIES => {
-                attempt += 1;
-                metrics::counter!("carbon_league_redis_checkout_retries_total").increment(1);
-            }
-            Err(e) => return Err(e.into()),
-        }
     }
 }
