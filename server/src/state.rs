@@ -153,9 +153,10 @@ pub async fn connect_redis(s: &RedisSettings) -> anyhow::Result<RedisPool> {
     let pool = bb8::Pool::builder()
         .max_size(s.pool_size)
         .connection_timeout(s.timeout())
-        // A multiplexed connection reports its own breakage; a PING on every checkout would
-        // double the round trips of the hot path.
-        .test_on_check_out(false)
+        // bb8-redis cannot tell a broken multiplexed connection (its `has_broken` is always
+        // false): the PING on checkout is what replaces a connection that died while Redis was
+        // away, so the pool recovers by itself when Redis returns.
+        .test_on_check_out(true)
         .build_unchecked(manager);
     ping_redis(&pool, s.timeout())
         .await
