@@ -142,7 +142,9 @@ impl Drop for TestApp {
             return;
         }
         let db_name = self.db_name.clone();
-        // Drop the test database from a thread with its own runtime: Drop cannot await.
+        let key_prefix = self.settings.redis.key_prefix.clone();
+        // Drop the test database and the test's Redis keys from a thread with its own runtime:
+        // Drop cannot await.
         let _ = std::thread::spawn(move || {
             let Ok(rt) = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -157,6 +159,19 @@ impl Drop for TestApp {
                     )))
                     .execute(&mut conn)
                     .await;
+                }
+                if let Ok(client) = redis::Client::open(redis_url())
+                    && let Ok(mut conn) = client.get_multiplexed_async_connection().await
+                {
+                    let keys: Vec<String> = redis::cmd("KEYS")
+                        .arg(format!("{key_prefix}:*"))
+                        .query_async(&mut conn)
+                        .await
+                        .unwrap_or_default();
+                    if !keys.is_empty() {
+                        let _: redis::RedisResult<()> =
+                            redis::cmd("DEL").arg(&keys).query_async(&mut conn).await;
+                    }
                 }
             });
         })
