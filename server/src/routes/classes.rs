@@ -368,11 +368,9 @@ async fn list_students(
     .bind(limit + 1)
     .fetch_all(&state.db)
     .await?;
-    let page = into_page(rows, limit, |r| r.id.0);
-    Ok(Json(Page {
-        items: page.items.into_iter().map(StudentRow::into_wire).collect(),
-        next_after: page.next_after,
-    }))
+    Ok(Json(
+        into_page(rows, limit, |r| r.id.0).map(StudentRow::into_wire),
+    ))
 }
 
 /// Takes a student off the roster and signs their device out. Their past points stay in the

@@ -151,11 +151,9 @@ async fn list_schools(
     .bind(limit + 1)
     .fetch_all(&state.db)
     .await?;
-    let page = into_page(rows, limit, |r| r.id.0);
-    Ok(Json(Page {
-        items: page.items.into_iter().map(SchoolRow::into_wire).collect(),
-        next_after: page.next_after,
-    }))
+    Ok(Json(
+        into_page(rows, limit, |r| r.id.0).map(SchoolRow::into_wire),
+    ))
 }
 
 /// One school: the programme office sees any; everyone else only their own.
@@ -239,11 +237,9 @@ async fn list_teachers(
     .bind(limit + 1)
     .fetch_all(&state.db)
     .await?;
-    let page = into_page(rows, limit, |r| r.id.0);
-    Ok(Json(Page {
-        items: page.items.into_iter().map(UserRow::into_wire).collect(),
-        next_after: page.next_after,
-    }))
+    Ok(Json(
+        into_page(rows, limit, |r| r.id.0).map(UserRow::into_wire),
+    ))
 }
 
 /// Validates and stores an adult account; the password is hashed with argon2id.

@@ -140,11 +140,9 @@ async fn list_seasons(
     .bind(limit + 1)
     .fetch_all(&state.db)
     .await?;
-    let page = into_page(rows, limit, |r| r.id.0);
-    Ok(Json(Page {
-        items: page.items.into_iter().map(season_from_row).collect(),
-        next_after: page.next_after,
-    }))
+    Ok(Json(
+        into_page(rows, limit, |r| r.id.0).map(season_from_row),
+    ))
 }
 
 /// One season (anyone signed in).

@@ -216,11 +216,9 @@ async fn list_stations(
     .bind(limit + 1)
     .fetch_all(&state.db)
     .await?;
-    let page = into_page(rows, limit, |r| r.id.0);
-    Ok(Json(Page {
-        items: page.items.into_iter().map(StationRow::into_wire).collect(),
-        next_after: page.next_after,
-    }))
+    Ok(Json(
+        into_page(rows, limit, |r| r.id.0).map(StationRow::into_wire),
+    ))
 }
 
 /// One station: for its school's staff, the programme office and its own display.
