@@ -72,9 +72,8 @@ impl TestApp {
             .expect(200)
     }
 
-    /// Every Redis key of this test's prefix with its content: sorted sets as (member, score)
-    /// pairs in rank order, hashes as sorted field/value pairs, sets as sorted members.
-    pub async fn redis_dump(&self) -> BTreeMap<String, Vec<(String, String)>> {
+    /// A Redis connection and every key of this test's prefix.
+    async fn prefix_keys(&self) -> (redis::aio::MultiplexedConnection, Vec<String>) {
         let client = redis::Client::open(super::redis_url()).expect("redis url");
         let mut conn = client
             .get_multiplexed_async_connection()
@@ -86,6 +85,13 @@ impl TestApp {
             .query_async(&mut conn)
             .await
             .expect("keys");
+        (conn, keys)
+    }
+
+    /// Every Redis key of this test's prefix with its content: sorted sets as (member, score)
+    /// pairs in rank order, hashes as sorted field/value pairs, sets as sorted members.
+    pub async fn redis_dump(&self) -> BTreeMap<String, Vec<(String, String)>> {
+        let (mut conn, keys) = self.prefix_keys().await;
         let mut out = BTreeMap::new();
         for key in keys {
             let kind: String = redis::cmd("TYPE")
@@ -132,17 +138,7 @@ impl TestApp {
 
     /// Deletes every Redis key of this test's prefix.
     pub async fn empty_redis(&self) {
-        let client = redis::Client::open(super::redis_url()).expect("redis url");
-        let mut conn = client
-            .get_multiplexed_async_connection()
-            .await
-            .expect("redis");
-        let prefix = &self.state.settings.redis.key_prefix;
-        let keys: Vec<String> = redis::cmd("KEYS")
-            .arg(format!("{prefix}:*"))
-            .query_async(&mut conn)
-            .await
-            .expect("keys");
+        let (mut conn, keys) = self.prefix_keys().await;
         if !keys.is_empty() {
             let _: () = redis::cmd("DEL")
                 .arg(&keys)
