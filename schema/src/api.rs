@@ -342,8 +342,11 @@ pub struct Season {
 /// `GET /readyz` answer.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Readiness {
-    /// "ok" or "unavailable".
-    pub postgres: String,
-    /// "ok" or "unavailable".
+    /// The database backend: "postgres" or "sqlite" (the embedded file).
+    pub database: String,
+    /// "ok" (a 503 names what is down instead).
+    pub database_status: String,
+    /// "ok" when a Redis carries leaderboards and live events, "in_process" when they live in
+    /// this process (no Redis configured).
     pub redis: String,
 }

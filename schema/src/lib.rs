@@ -18,3 +18,8 @@ pub use ids::{
 
 /// The Postgres migrations in `schema/migrations/`, embedded in the binary.
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
+
+/// The SQLite migrations of the embedded mode in `schema/migrations-sqlite/`: the same tables,
+/// columns and constraint names as the Postgres schema, in SQLite's types (ids are 16-byte
+/// blobs, instants fixed-width UTC text, lists JSON arrays).
+pub static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("./migrations-sqlite");

@@ -5,6 +5,7 @@
 //! SHA-256. They expire and can be revoked. Passwords are hashed with argon2id on the blocking
 //! pool. Neither a token nor a password is ever logged.
 
+use crate::store::{Conn, query};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use base64::Engine as _;
@@ -12,7 +13,6 @@ use rand::RngExt as _;
 use schema::api::Role;
 use schema::{ClassId, SchoolId, StationId, StudentId, UserId};
 use sha2::{Digest as _, Sha256};
-use sqlx::PgExecutor;
 use time::OffsetDateTime;
 
 use crate::error::{ApiError, ApiResult};
@@ -140,7 +140,7 @@ pub fn hash_token(token: &str) -> Vec<u8> {
 
 /// Stores a token for a user or a student and returns it with its expiry.
 pub async fn issue_token(
-    db: impl PgExecutor<'_>,
+    db: impl Into<Conn<'_>>,
     owner: TokenOwner,
     ttl_secs: u64,
 ) -> ApiResult<(String, OffsetDateTime)> {
@@ -152,7 +152,7 @@ pub async fn issue_token(
         TokenOwner::Student(id) => (None, Some(id), None),
         TokenOwner::Station(id) => (None, None, Some(id)),
     };
-    sqlx::query(
+    query(
         "INSERT INTO auth_tokens (token_hash, user_id, student_id, station_id, expires_at) \
          VALUES ($1, $2, $3, $4, $5)",
     )
@@ -279,7 +279,7 @@ impl FromRequestParts<AppState> for Principal {
 /// Resolves a bearer token to its principal (also used by the WebSocket's first frame).
 pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<Principal> {
     let token_hash = hash_token(token);
-    let row: Option<TokenRow> = sqlx::query_as(
+    let row: Option<TokenRow> = query(
         "SELECT u.id AS user_id, u.role, u.school_id AS user_school_id, \
                 s.id AS student_id, s.class_id, c.school_id AS class_school_id, \
                 st.id AS station_id, st.school_id AS station_school_id \
@@ -288,9 +288,10 @@ pub async fn authenticate(state: &AppState, token: &str) -> ApiResult<Principal>
          LEFT JOIN students s ON s.id = t.student_id AND s.removed_at IS NULL \
          LEFT JOIN classes c ON c.id = s.class_id \
          LEFT JOIN stations st ON st.id = t.station_id \
-         WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > now()",
+         WHERE t.token_hash = $1 AND t.revoked_at IS NULL AND t.expires_at > $2",
     )
     .bind(&token_hash)
+    .bind(time::OffsetDateTime::now_utc())
     .fetch_optional(&state.db)
     .await?;
     let row = row.ok_or(ApiError::Unauthorized(

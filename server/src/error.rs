@@ -126,7 +126,7 @@ impl IntoResponse for ApiError {
         let (status, code) = self.status_and_code();
         match &self {
             Self::Internal(err) => tracing::error!(error = ?err, "request failed"),
-            Self::DatabaseUnavailable(err) => tracing::warn!(error = %err, "postgres unavailable"),
+            Self::DatabaseUnavailable(err) => tracing::warn!(error = %err, "database unavailable"),
             Self::RedisUnavailable(err) => tracing::warn!(error = %err, "redis unavailable"),
             _ => {}
         }
@@ -156,9 +156,16 @@ impl From<sqlx::Error> for ApiError {
             | sqlx::Error::Protocol(_)
             | sqlx::Error::WorkerCrashed => Self::DatabaseUnavailable(err),
             sqlx::Error::Database(db) => match db.code().as_deref() {
-                // admin_shutdown, crash_shutdown, cannot_connect_now, query_canceled
+                // Postgres: admin_shutdown, crash_shutdown, cannot_connect_now, query_canceled
                 // (statement_timeout), too_many_connections: all mean "try again shortly".
                 Some("57P01" | "57P02" | "57P03" | "57014" | "53300") => {
+                    Self::DatabaseUnavailable(err)
+                }
+                // SQLite: busy, locked, disk I/O, disk full, cannot open.
+                Some(code)
+                    if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+                        && crate::store::sqlite_code_is_transient(code) =>
+                {
                     Self::DatabaseUnavailable(err)
                 }
                 _ => Self::Internal(anyhow::Error::new(err)),
@@ -180,10 +187,13 @@ impl From<redis::RedisError> for ApiError {
     }
 }
 
-/// The name of the constraint a database error broke, if any.
+/// The name of the constraint a database error broke, if any, as the Postgres schema names it
+/// (SQLite errors are translated: see [`crate::store::sqlite_constraint`]).
 pub fn violated_constraint(err: &sqlx::Error) -> Option<&str> {
     match err {
-        sqlx::Error::Database(db) => db.constraint(),
+        sqlx::Error::Database(db) => db
+            .constraint()
+            .or_else(|| crate::store::sqlite_constraint(db.message())),
         _ => None,
     }
 }

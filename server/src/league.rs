@@ -1,9 +1,9 @@
 //! The league: the behaviour catalogue, submissions and their verification, challenges,
 //! leaderboards and live fan-out, as one service used by both HTTP and the WebSocket.
 //!
-//! Postgres is the source of truth. After a transaction commits, the service turns what it
+//! The database is the source of truth. After a transaction commits, the service turns what it
 //! changed into [`boards::PointsEvent`]s, applies them to the [`boards::LeaderboardStore`] and
-//! announces them on the [`live::LiveBus`]. Every board can be recomputed from Postgres
+//! announces them on the [`live::LiveBus`]. Every board can be recomputed from the database
 //! ([`standings::compute_boards`]): that is how boards are rebuilt, and how final standings are
 //! written when a challenge or a season closes.
 
@@ -12,6 +12,7 @@ pub mod boards;
 pub mod challenges;
 pub mod events;
 pub mod live;
+pub mod memory;
 pub mod names;
 pub mod standings;
 pub mod submissions;
@@ -30,6 +31,7 @@ use crate::league::boards::LeaderboardStore;
 use crate::league::live::{Hub, LiveBus};
 use crate::league::names::Names;
 use crate::settings::Settings;
+use crate::store::{Conn, Tx, query};
 
 /// The compiled-in behaviour catalogue.
 pub const DEFAULT_CATALOGUE: &str = include_str!("../../config/behaviors.toml");
@@ -135,8 +137,8 @@ impl SeasonInfo {
 pub const SEASON_INFO: &str = "id, starts_on, ends_on, status, timezone";
 
 /// The active season, if any.
-pub async fn active_season(db: impl sqlx::PgExecutor<'_>) -> ApiResult<Option<SeasonInfo>> {
-    Ok(sqlx::query_as(
+pub async fn active_season(db: impl Into<Conn<'_>>) -> ApiResult<Option<SeasonInfo>> {
+    Ok(query(
         "SELECT id, starts_on, ends_on, status, timezone FROM seasons WHERE status = 'active'",
     )
     .fetch_optional(db)
@@ -144,29 +146,26 @@ pub async fn active_season(db: impl sqlx::PgExecutor<'_>) -> ApiResult<Option<Se
 }
 
 /// One season.
-pub async fn season(db: impl sqlx::PgExecutor<'_>, id: SeasonId) -> ApiResult<SeasonInfo> {
-    sqlx::query_as("SELECT id, starts_on, ends_on, status, timezone FROM seasons WHERE id = $1")
+pub async fn season(db: impl Into<Conn<'_>>, id: SeasonId) -> ApiResult<SeasonInfo> {
+    query("SELECT id, starts_on, ends_on, status, timezone FROM seasons WHERE id = $1")
         .bind(id)
         .fetch_optional(db)
         .await?
         .ok_or(ApiError::NotFound("season"))
 }
 
-/// The advisory lock that orders scoring writes before a season's close: writers take it
+/// The lock that orders scoring writes before a season's close: writers take it
 /// shared, closing takes it exclusively, so no write commits into a season after its final
 /// standings were computed.
 pub const SEASON_LOCK: i64 = 0x6361_7262_6f6e_4c47; // "carbonLG"
 
 /// For a write: takes the season lock shared, then returns the active season or a 409 saying
 /// there is none.
-pub async fn require_active_season(conn: &mut sqlx::PgConnection) -> ApiResult<SeasonInfo> {
+pub async fn require_active_season(tx: &mut Tx) -> ApiResult<SeasonInfo> {
     // Two statements on purpose: the season is read with a snapshot taken after the lock is
     // held, so a close that committed meanwhile is seen.
-    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-        .bind(SEASON_LOCK)
-        .execute(&mut *conn)
-        .await?;
-    let season = active_season(&mut *conn).await?;
+    tx.lock_shared(SEASON_LOCK).await?;
+    let season = active_season(&mut *tx).await?;
     season.ok_or(ApiError::Conflict(
         "no_active_season",
         "no season is active: scoring is closed".into(),

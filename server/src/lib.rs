@@ -7,6 +7,7 @@
 
 pub mod admin;
 pub mod auth;
+pub mod demo;
 pub mod error;
 pub mod extract;
 pub mod league;
@@ -15,6 +16,7 @@ pub mod metrics;
 pub mod routes;
 pub mod settings;
 pub mod state;
+pub mod store;
 pub mod telemetry;
 pub mod ws;
 
@@ -42,17 +44,35 @@ pub struct Server {
 }
 
 impl Server {
-    /// Connects to Postgres and Redis (failing fast if either does not answer), applies the
-    /// migrations when `migrate` is true, and binds `server.bind_addr`.
+    /// Opens the database and, when configured, Redis (failing fast if either does not answer),
+    /// applies the migrations when `migrate` is true, rebuilds in-process leaderboards from the
+    /// database when there is no Redis, and binds `server.bind_addr`.
     pub async fn build(settings: Settings, migrate: bool) -> anyhow::Result<Self> {
         let bind_addr = settings.server.bind_addr;
         let max_body = settings.server.max_body_bytes;
         let state = AppState::connect(settings).await?;
         if migrate {
-            schema::MIGRATOR
-                .run(&state.db)
+            state
+                .db
+                .migrate()
                 .await
                 .context("applying database migrations")?;
+        }
+        if let Some(path) = state.db.sqlite_path() {
+            tracing::info!(path = %path.display(), "embedded database (SQLite, WAL)");
+        }
+        if state.boards_in_process() {
+            // Boards are derived state: without Redis they start empty and are rebuilt from the
+            // database before the first request.
+            let season = crate::league::active_season(&state.db)
+                .await
+                .map_err(|e| anyhow::anyhow!("reading the active season: {e}"))?;
+            if let Some(season) = season {
+                let boards = crate::league::standings::rebuild_season(&state, season.id)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("rebuilding the leaderboards: {e}"))?;
+                tracing::info!(season.id = %season.id, boards, "leaderboards rebuilt from the database");
+            }
         }
         let listener = TcpListener::bind(bind_addr).await.with_context(|| {
             format!("cannot listen on server.bind_addr (BIND_ADDR) {bind_addr}")

@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use carbon_league::settings::Settings;
-use carbon_league::{Server, shutdown_signal, state, telemetry};
+use carbon_league::store::Db;
+use carbon_league::{Server, shutdown_signal, telemetry};
 use clap::{Parser, Subcommand};
 
 /// Carbon League: the real-time game backend of a low-carbon schools programme.
@@ -25,6 +26,10 @@ enum Command {
         /// Do not apply migrations at start-up.
         #[arg(long)]
         no_migrate: bool,
+        /// Seed a demo school (two classes, a teacher, a live class-versus-class challenge)
+        /// and print how to sign in. Harmless to repeat: a second run prints the same.
+        #[arg(long)]
+        demo: bool,
     },
     /// Apply pending database migrations and exit.
     Migrate,
@@ -57,18 +62,22 @@ async fn main() -> anyhow::Result<()> {
     let settings = Settings::load(cli.config.as_deref())?;
     telemetry::init(&settings.log);
     match cli.command {
-        Command::Serve { no_migrate } => {
+        Command::Serve { no_migrate, demo } => {
             let migrate = settings.server.migrate_on_start && !no_migrate;
             let server = Server::build(settings, migrate).await?;
-            tracing::info!(addr = %server.local_addr()?, "carbon-league listening");
+            let addr = server.local_addr()?;
+            tracing::info!(%addr, "carbon-league listening");
+            if demo {
+                let info = carbon_league::demo::seed(server.state())
+                    .await
+                    .context("seeding the demo school")?;
+                println!("\nCarbon League is running at http://{addr}\n\n{info}");
+            }
             server.run_until(shutdown_signal()).await
         }
         Command::Migrate => {
-            let db = state::connect_postgres(&settings.database).await?;
-            schema::MIGRATOR
-                .run(&db)
-                .await
-                .context("applying database migrations")?;
+            let db = Db::connect(&settings.database).await?;
+            db.migrate().await.context("applying database migrations")?;
             println!("migrations applied");
             Ok(())
         }
@@ -85,17 +94,14 @@ async fn main() -> anyhow::Result<()> {
             let boards = carbon_league::league::standings::rebuild_season(&state, season)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
-            println!("rebuilt {boards} leaderboards of season {season} from Postgres");
+            println!("rebuilt {boards} leaderboards of season {season} from the database");
             Ok(())
         }
         Command::Admin {
             command: AdminCommand::Bootstrap { username },
         } => {
-            let db = state::connect_postgres(&settings.database).await?;
-            schema::MIGRATOR
-                .run(&db)
-                .await
-                .context("applying database migrations")?;
+            let db = Db::connect(&settings.database).await?;
+            db.migrate().await.context("applying database migrations")?;
             let creds = carbon_league::admin::bootstrap(&db, &username).await?;
             println!("Programme admin created. These credentials are shown once:");
             println!("  username: {}", creds.username);

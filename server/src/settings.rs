@@ -58,8 +58,11 @@ pub struct ServerSettings {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatabaseSettings {
-    /// Connection URL (may hold a password: never logged).
+    /// Connection URL (may hold a password: never logged). Empty: the embedded SQLite file at
+    /// [`DatabaseSettings::sqlite_path`].
     pub url: String,
+    /// The embedded database file, used when `url` is empty.
+    pub sqlite_path: String,
     /// Pool maximum.
     pub max_connections: u32,
     /// Pool minimum.
@@ -74,7 +77,8 @@ pub struct DatabaseSettings {
 #[derive(Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisSettings {
-    /// Connection URL (may hold a password: never logged).
+    /// Connection URL (may hold a password: never logged). Empty: leaderboards and live
+    /// fan-out in this process.
     pub url: String,
     /// Pool size.
     pub pool_size: u32,
@@ -358,6 +362,11 @@ impl DatabaseSettings {
 }
 
 impl RedisSettings {
+    /// Whether a Redis is configured (otherwise boards and fan-out stay in this process).
+    pub fn enabled(&self) -> bool {
+        !self.url.trim().is_empty()
+    }
+
     /// Wait for a connection or a command.
     pub fn timeout(&self) -> Duration {
         Duration::from_millis(self.timeout_ms)
@@ -369,6 +378,7 @@ impl std::fmt::Debug for DatabaseSettings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("DatabaseSettings")
             .field("url", &"<redacted>")
+            .field("sqlite_path", &self.sqlite_path)
             .field("max_connections", &self.max_connections)
             .field("min_connections", &self.min_connections)
             .field("acquire_timeout_ms", &self.acquire_timeout_ms)
@@ -397,6 +407,14 @@ mod tests {
         let s = Settings::defaults().unwrap();
         assert_eq!(s.server.bind_addr.port(), 8080);
         assert_eq!(s.redis.key_prefix, "cl");
+    }
+
+    #[test]
+    fn the_shipped_defaults_run_embedded_with_nothing_else_installed() {
+        let s = Settings::defaults().unwrap();
+        assert!(s.database.url.is_empty());
+        assert!(!s.redis.enabled());
+        assert!(!s.database.sqlite_path.is_empty());
     }
 
     #[test]

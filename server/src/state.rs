@@ -1,27 +1,26 @@
 //! The shared application state and the connections it holds.
 //!
-//! One cheap-to-clone [`AppState`]: the Postgres pool, the Redis pool, the settings, the rate
-//! limiters, the league, the WebSocket count and the shutdown token. Pools have explicit sizes
-//! and timeouts, so a dependency that is down or saturated turns into a prompt 503 instead of a
-//! hang.
+//! One cheap-to-clone [`AppState`]: the database (Postgres or the embedded SQLite file), the
+//! Redis pool when one is configured, the settings, the rate limiters, the league, the WebSocket
+//! count and the shutdown token. Pools have explicit sizes and timeouts, so a dependency that is
+//! down or saturated turns into a prompt 503 instead of a hang.
 
 use std::num::NonZeroU32;
-use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use bb8_redis::RedisConnectionManager;
 use governor::{DefaultKeyedRateLimiter, Quota};
-use sqlx::PgPool;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 
 use crate::error::{ApiError, ApiResult};
 use crate::league::League;
-use crate::league::boards::RedisBoards;
-use crate::league::live::{Hub, RedisBus};
+use crate::league::boards::{LeaderboardStore, RedisBoards};
+use crate::league::live::{Hub, LiveBus, RedisBus};
+use crate::league::memory::{LocalBus, MemoryBoards};
 use crate::league::names::Names;
-use crate::settings::{DatabaseSettings, RedisSettings, Settings};
+use crate::settings::{RedisSettings, Settings};
+use crate::store::Db;
 
 /// The Redis pool type.
 pub type RedisPool = bb8::Pool<RedisConnectionManager>;
@@ -29,10 +28,11 @@ pub type RedisPool = bb8::Pool<RedisConnectionManager>;
 /// Everything a handler needs; clone freely.
 #[derive(Clone)]
 pub struct AppState {
-    /// Postgres: the source of truth.
-    pub db: PgPool,
-    /// Redis: leaderboards and live events between server processes.
-    pub redis: RedisPool,
+    /// The database, the source of truth: Postgres, or the embedded SQLite file.
+    pub db: Db,
+    /// Redis, when configured: leaderboards and live events between server processes. Without
+    /// it both stay in this process.
+    pub redis: Option<RedisPool>,
     /// The settings the server started with.
     pub settings: Arc<Settings>,
     /// Sign-in and join rate limits.
@@ -88,27 +88,40 @@ pub fn check_rate<K: Clone + std::hash::Hash + Eq>(
 }
 
 impl AppState {
-    /// Connects to Postgres and Redis (checking both answer), loads the behaviour catalogue
-    /// and subscribes to the live bus.
+    /// Opens the database and, when configured, Redis (checking each answers), loads the
+    /// behaviour catalogue and starts the live bus. Without Redis, leaderboards and live
+    /// fan-out stay in this process.
     pub async fn connect(settings: Settings) -> anyhow::Result<Self> {
         let catalogue = crate::league::load_catalogue(&settings)?;
-        let db = connect_postgres(&settings.database).await?;
-        let redis = connect_redis(&settings.redis).await?;
+        let db = Db::connect(&settings.database).await?;
         let limits = Arc::new(Limiters::new(&settings));
         let hub = Arc::new(Hub::new(settings.live.topic_buffer_len));
-        let bus = RedisBus::new(redis.clone(), &settings.redis.key_prefix);
-        let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
-        let listener = bus.listen(settings.redis.url.clone(), hub.clone(), ready_tx);
-        tokio::time::timeout(settings.redis.timeout() * 5, ready_rx)
-            .await
-            .map_err(|_| {
-                anyhow::anyhow!("cannot subscribe to the live bus on redis.url (REDIS_URL)")
-            })?
-            .map_err(|_| anyhow::anyhow!("the live bus listener stopped"))?;
+        let mut tasks = Vec::new();
+        let (redis, boards, bus): (_, Arc<dyn LeaderboardStore>, Arc<dyn LiveBus>) =
+            if settings.redis.enabled() {
+                let redis = connect_redis(&settings.redis).await?;
+                let bus = RedisBus::new(redis.clone(), &settings.redis.key_prefix);
+                let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
+                tasks.push(bus.listen(settings.redis.url.clone(), hub.clone(), ready_tx));
+                tokio::time::timeout(settings.redis.timeout() * 5, ready_rx)
+                    .await
+                    .map_err(|_| {
+                        anyhow::anyhow!("cannot subscribe to the live bus on redis.url (REDIS_URL)")
+                    })?
+                    .map_err(|_| anyhow::anyhow!("the live bus listener stopped"))?;
+                let boards = RedisBoards::new(redis.clone(), &settings.redis.key_prefix);
+                (Some(redis), Arc::new(boards), Arc::new(bus))
+            } else {
+                (
+                    None,
+                    Arc::new(MemoryBoards::default()),
+                    Arc::new(LocalBus::new(hub.clone())),
+                )
+            };
         let league = League {
             catalogue,
-            boards: Arc::new(RedisBoards::new(redis.clone(), &settings.redis.key_prefix)),
-            bus: Arc::new(bus),
+            boards,
+            bus,
             hub,
             names: Names::default(),
             lateness: crate::league::lateness(&settings),
@@ -120,30 +133,17 @@ impl AppState {
             settings: Arc::new(settings),
             limits,
             league: Arc::new(league),
-            tasks: Arc::new(std::sync::Mutex::new(vec![listener])),
+            tasks: Arc::new(std::sync::Mutex::new(tasks)),
             connections: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
             shutdown: tokio_util::sync::CancellationToken::new(),
         })
     }
-}
 
-/// A Postgres pool with explicit size and timeouts; fails if Postgres does not answer now.
-pub async fn connect_postgres(s: &DatabaseSettings) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(&s.url)
-        .context("configuration error: database.url is not a valid Postgres URL")?
-        .application_name("carbon-league")
-        .options([("statement_timeout", s.statement_timeout_ms.to_string())]);
-    let pool = PgPoolOptions::new()
-        .max_connections(s.max_connections)
-        .min_connections(s.min_connections)
-        .acquire_timeout(s.acquire_timeout())
-        .idle_timeout(Some(Duration::from_secs(300)))
-        .connect_lazy_with(options);
-    sqlx::query("SELECT 1")
-        .execute(&pool)
-        .await
-        .context("cannot reach Postgres at database.url (DATABASE_URL)")?;
-    Ok(pool)
+    /// Whether leaderboards live in this process (no Redis): they start empty and are rebuilt
+    /// from the database at start-up.
+    pub fn boards_in_process(&self) -> bool {
+        self.redis.is_none()
+    }
 }
 
 /// A bb8 Redis pool with explicit size and timeouts; fails if Redis does not answer now.
@@ -177,9 +177,9 @@ pub async fn ping_redis(pool: &RedisPool, timeout: Duration) -> ApiResult<()> {
 }
 
 /// `SELECT 1` within `timeout`.
-pub async fn ping_postgres(pool: &PgPool, timeout: Duration) -> ApiResult<()> {
+pub async fn ping_database(db: &Db, timeout: Duration) -> ApiResult<()> {
     let ping = async {
-        sqlx::query("SELECT 1").execute(pool).await?;
+        db.ping().await?;
         Ok::<_, ApiError>(())
     };
     tokio::time::timeout(timeout, ping)

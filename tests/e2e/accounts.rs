@@ -1,5 +1,6 @@
 //! Accounts, classes, join codes, rosters and permissions.
 
+use carbon_league::store::query;
 use serde_json::json;
 
 use crate::helpers::spawn_app;
@@ -269,7 +270,8 @@ async fn expired_and_revoked_tokens_get_401() {
     let w = app.world().await;
     let (_, student) = app.join(&w.join_code, "Expiring").await;
 
-    sqlx::query("UPDATE auth_tokens SET expires_at = now() - interval '1 second' WHERE student_id IS NOT NULL")
+    query("UPDATE auth_tokens SET expires_at = $1 WHERE student_id IS NOT NULL")
+        .bind(time::OffsetDateTime::now_utc() - time::Duration::seconds(1))
         .execute(&app.db)
         .await
         .unwrap();
@@ -298,7 +300,7 @@ async fn tokens_and_passwords_are_stored_only_as_hashes() {
     let app = spawn_app().await;
     let w = app.world().await;
     let (_, student) = app.join(&w.join_code, "Hashed").await;
-    let hashes: Vec<(Vec<u8>,)> = sqlx::query_as("SELECT token_hash FROM auth_tokens")
+    let hashes: Vec<(Vec<u8>,)> = query("SELECT token_hash FROM auth_tokens")
         .fetch_all(&app.db)
         .await
         .unwrap();
@@ -307,7 +309,7 @@ async fn tokens_and_passwords_are_stored_only_as_hashes() {
             .iter()
             .all(|(h,)| h.len() == 32 && h.as_slice() != student.as_bytes())
     );
-    let pw: Vec<(String,)> = sqlx::query_as("SELECT password_hash FROM users")
+    let pw: Vec<(String,)> = query("SELECT password_hash FROM users")
         .fetch_all(&app.db)
         .await
         .unwrap();

@@ -1,8 +1,11 @@
-//! The test harness: boots the real server in-process on port 0 against the real Postgres and
-//! Redis, one fresh database and one Redis key prefix per test, so tests run in parallel.
+//! The test harness: boots the real server in-process on port 0, one fresh database (and Redis
+//! key prefix) per test, so tests run in parallel.
 //!
-//! `DATABASE_URL` and `REDIS_URL` point at the services (defaults: the local ones). A missing
-//! service fails the test: nothing here skips.
+//! The backend is chosen by `CARBON_LEAGUE_TEST_BACKEND`:
+//! - `postgres` (the default): real Postgres and Redis. `DATABASE_URL` and `REDIS_URL` point at
+//!   the services (defaults: the local ones). A missing service fails the test: nothing skips.
+//! - `sqlite`: the embedded mode, a fresh SQLite file per test and in-process leaderboards and
+//!   live fan-out, exactly as `carbon-league serve` runs with no configuration.
 
 pub mod league;
 pub mod proxy;
@@ -13,9 +16,61 @@ use std::time::Duration;
 
 use carbon_league::Server;
 use carbon_league::settings::Settings;
+use carbon_league::store::Db;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sqlx::{Connection as _, PgConnection, PgPool};
+use sqlx::{Connection as _, PgConnection};
+
+/// Which backend the suite runs against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Postgres and Redis.
+    Postgres,
+    /// The embedded SQLite file, leaderboards and fan-out in process.
+    Sqlite,
+}
+
+impl Backend {
+    /// What `/readyz` names the database.
+    pub fn database_name(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Sqlite => "sqlite",
+        }
+    }
+
+    /// What `/readyz` says of Redis.
+    pub fn redis_readiness(self) -> &'static str {
+        match self {
+            Self::Postgres => "ok",
+            Self::Sqlite => "in_process",
+        }
+    }
+}
+
+/// The backend named by `CARBON_LEAGUE_TEST_BACKEND` (default `postgres`); any other value
+/// fails the test rather than silently running something else.
+pub fn backend() -> Backend {
+    match std::env::var("CARBON_LEAGUE_TEST_BACKEND").as_deref() {
+        Err(_) | Ok("" | "postgres") => Backend::Postgres,
+        Ok("sqlite") => Backend::Sqlite,
+        Ok(other) => panic!("CARBON_LEAGUE_TEST_BACKEND must be postgres or sqlite, not {other}"),
+    }
+}
+
+/// For tests of one backend's own machinery (a TCP proxy cut in front of Postgres or Redis, two
+/// server nodes sharing Redis): whether to run here. Says so on stderr when not.
+pub fn only_on(wanted: Backend, what: &str) -> bool {
+    if backend() == wanted {
+        return true;
+    }
+    eprintln!(
+        "{what}: only meaningful on the {} backend, not run on {}",
+        wanted.database_name(),
+        backend().database_name()
+    );
+    false
+}
 
 /// The Postgres server tests create their databases on.
 pub fn base_database_url() -> String {
@@ -32,9 +87,9 @@ pub fn redis_url() -> String {
 pub struct TestApp {
     /// Where it listens.
     pub addr: SocketAddr,
-    /// A pool on the test's own database, for checks and for arranging odd states.
-    pub db: PgPool,
-    /// The test's database name.
+    /// The test's own database (the server's pool), for checks and for arranging odd states.
+    pub db: Db,
+    /// The test's database: a Postgres database name, or the SQLite file's path.
     pub db_name: String,
     /// The server's state (pools, boards), for checks that reach behind the API.
     pub state: carbon_league::state::AppState,
@@ -49,6 +104,32 @@ pub struct TestApp {
 
 /// Settings for a test: the defaults, a fresh database and key prefix, port 0.
 pub async fn test_settings() -> (Settings, String) {
+    let (mut settings, db_name) = match backend() {
+        Backend::Postgres => postgres_settings().await,
+        Backend::Sqlite => sqlite_settings(),
+    };
+    settings.server.bind_addr = "127.0.0.1:0".parse().expect("addr");
+    settings.server.shutdown_grace_ms = 1000;
+    (settings, db_name)
+}
+
+/// Where the tests' SQLite files go.
+fn sqlite_dir() -> std::path::PathBuf {
+    std::env::temp_dir().join("carbon-league-tests")
+}
+
+fn sqlite_settings() -> (Settings, String) {
+    let path = sqlite_dir().join(format!("{}.sqlite3", uuid::Uuid::new_v4().simple()));
+    let mut settings = Settings::defaults().expect("default settings");
+    settings.database.url = String::new();
+    settings.database.sqlite_path = path.display().to_string();
+    settings.database.max_connections = 8;
+    settings.database.acquire_timeout_ms = 1500;
+    settings.redis.url = String::new();
+    (settings, path.display().to_string())
+}
+
+async fn postgres_settings() -> (Settings, String) {
     let db_name = format!("cl_test_{}", uuid::Uuid::new_v4().simple());
     let base = base_database_url();
     let mut conn = PgConnection::connect(&base)
@@ -64,8 +145,6 @@ pub async fn test_settings() -> (Settings, String) {
     settings.database.acquire_timeout_ms = 1500;
     settings.redis.url = redis_url();
     settings.redis.key_prefix = format!("t{}", uuid::Uuid::new_v4().simple());
-    settings.server.bind_addr = "127.0.0.1:0".parse().expect("addr");
-    settings.server.shutdown_grace_ms = 1000;
     (settings, db_name)
 }
 
@@ -102,7 +181,10 @@ pub async fn spawn_peer(app: &TestApp) -> TestApp {
 }
 
 async fn boot(settings: Settings, db_name: String, owns_database: bool) -> TestApp {
-    let db_url = replace_db_name(&base_database_url(), &db_name);
+    // TEST_LOG=1 shows the server's log (RUST_LOG filters it), e.g. to see why a 500 happened.
+    if std::env::var_os("TEST_LOG").is_some() {
+        carbon_league::telemetry::init(&settings.log);
+    }
     // The first app migrates its fresh database; a peer finds it migrated.
     let server = Server::build(settings.clone(), owns_database)
         .await
@@ -113,7 +195,7 @@ async fn boot(settings: Settings, db_name: String, owns_database: bool) -> TestA
     let handle = tokio::spawn(server.run_until(async {
         let _ = rx.await;
     }));
-    let db = PgPool::connect(&db_url).await.expect("test pool");
+    let db = state.db.clone();
     TestApp {
         addr,
         db,
@@ -139,6 +221,12 @@ impl Drop for TestApp {
             server.abort();
         }
         if !self.owns_database {
+            return;
+        }
+        if backend() == Backend::Sqlite {
+            for suffix in ["", "-wal", "-shm"] {
+                let _ = std::fs::remove_file(format!("{}{suffix}", self.db_name));
+            }
             return;
         }
         let db_name = self.db_name.clone();

@@ -1,5 +1,6 @@
 //! The league over HTTP: scoring, verification, boards, challenges, seasons.
 
+use carbon_league::store::{TextList, query};
 use serde_json::{Value, json};
 
 use crate::helpers::league::{just_now, rfc3339};
@@ -146,7 +147,7 @@ async fn one_submission_sent_three_times_counts_once() {
         .expect(201);
     assert_eq!(first["id"], second["id"]);
     assert_eq!(first["id"], third["id"]);
-    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM submissions")
+    let (count,): (i64,) = query("SELECT count(*) FROM submissions")
         .fetch_one(&app.db)
         .await
         .unwrap();
@@ -185,7 +186,7 @@ async fn over_the_daily_cap_and_bad_claims_are_refused_and_store_nothing() {
     app.post("/submissions", Some(&student), json!({"behavior": "clean_plate", "quantity": 1, "occurred_at": future, "idempotency_key": "g"}))
         .await
         .expect_error(422, "in_the_future");
-    let (count,): (i64,) = sqlx::query_as("SELECT count(*) FROM submissions")
+    let (count,): (i64,) = query("SELECT count(*) FROM submissions")
         .fetch_one(&app.db)
         .await
         .unwrap();
@@ -282,14 +283,14 @@ async fn add_station(
 ) -> (String, Vec<u8>) {
     let id = uuid::Uuid::now_v7();
     let secret: Vec<u8> = (0u8..32).collect();
-    sqlx::query(
-        "INSERT INTO stations (id, school_id, name, behaviors, secret, window_secs, created_by) VALUES ($1, $2::uuid, 'Canteen', $3, $4, 60, $5::uuid)",
+    query(
+        "INSERT INTO stations (id, school_id, name, behaviors, secret, window_secs, created_by) VALUES ($1, $2, 'Canteen', $3, $4, 60, $5)",
     )
     .bind(id)
-    .bind(school)
-    .bind(vec![behavior.to_owned()])
+    .bind(uuid::Uuid::parse_str(school).unwrap())
+    .bind(TextList(vec![behavior.to_owned()]))
     .bind(&secret)
-    .bind(teacher_id)
+    .bind(uuid::Uuid::parse_str(teacher_id).unwrap())
     .execute(&app.db)
     .await
     .unwrap();
@@ -413,7 +414,7 @@ async fn a_revocation_takes_the_points_off_every_board() {
 }
 
 #[tokio::test]
-async fn boards_emptied_from_redis_are_rebuilt_exactly_from_postgres() {
+async fn boards_emptied_from_the_store_are_rebuilt_exactly_from_the_database() {
     let app = spawn_app().await;
     let (w, season) = league_world(&app).await;
     let kids = students(&app, &w.join_code, "r", 6).await;
@@ -445,15 +446,20 @@ async fn boards_emptied_from_redis_are_rebuilt_exactly_from_postgres() {
     // A roster change after scoring refreshes per-capita scores too.
     app.join(&w.join_code, "Latecomer").await;
 
-    let before = app.redis_dump().await;
-    assert!(before.keys().any(|k| k.contains(":z:class:")), "{before:?}");
-    app.empty_redis().await;
-    assert!(app.redis_dump().await.is_empty());
+    let before = app.boards_dump().await;
+    assert!(
+        before
+            .keys()
+            .any(|k| k.contains(":z:class:") || k.contains(":class:")),
+        "{before:?}"
+    );
+    app.empty_boards().await;
+    assert!(app.boards_dump().await.is_empty());
     let season = schema::SeasonId(season.parse().unwrap());
     carbon_league::league::standings::rebuild_season(&app.state, season)
         .await
         .unwrap();
-    let after = app.redis_dump().await;
+    let after = app.boards_dump().await;
     assert_eq!(
         before.keys().collect::<Vec<_>>(),
         after.keys().collect::<Vec<_>>()
@@ -468,7 +474,7 @@ async fn boards_emptied_from_redis_are_rebuilt_exactly_from_postgres() {
 }
 
 #[tokio::test]
-async fn a_closed_seasons_standings_stay_readable_after_redis_is_emptied_and_the_next_season_starts_at_zero()
+async fn a_closed_seasons_standings_stay_readable_after_the_live_boards_are_emptied_and_the_next_season_starts_at_zero()
  {
     let app = spawn_app().await;
     let (w, season) = league_world(&app).await;
@@ -501,7 +507,7 @@ async fn a_closed_seasons_standings_stay_readable_after_redis_is_emptied_and_the
     )
     .await
     .expect(200);
-    app.empty_redis().await;
+    app.empty_boards().await;
     let closed = app
         .get(
             &format!(
@@ -672,7 +678,7 @@ async fn an_invited_class_accepts_and_an_ended_challenge_keeps_its_final_standin
         .expect(200);
     assert_eq!(ended["status"], "finished");
     assert_eq!(ended["finalized"], true);
-    app.empty_redis().await;
+    app.empty_boards().await;
     let standings = app
         .board(&w.teacher, &format!("challenge:{cid}:total"))
         .await;

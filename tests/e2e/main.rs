@@ -6,6 +6,7 @@
 
 mod accounts;
 mod clubs_stations;
+mod demo;
 mod health;
 mod helpers;
 mod input;

@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::helpers::ws_client::WsClient;
-use crate::helpers::{TestApp, World, spawn_app, spawn_peer, spawn_with, test_settings};
+use crate::helpers::{
+    Backend, TestApp, World, only_on, spawn_app, spawn_peer, spawn_with, test_settings,
+};
 
 /// A meatless meal eaten now, as a student reports it.
 fn meatless_meal(key: &str) -> SubmitBehavior {
@@ -334,6 +336,9 @@ async fn an_oversized_frame_under_the_transport_limit_gets_message_too_large_and
 
 #[tokio::test]
 async fn an_approval_made_through_one_server_reaches_a_subscriber_connected_to_another() {
+    if !only_on(Backend::Postgres, "two server nodes sharing Redis") {
+        return;
+    }
     let app = spawn_app().await;
     let world = league(&app).await;
     let peer = spawn_peer(&app).await;

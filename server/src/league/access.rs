@@ -20,6 +20,7 @@ use crate::league::boards::BoardKey;
 use crate::league::standings::{View, read_board};
 use crate::league::{challenges, submissions};
 use crate::state::AppState;
+use crate::store::query;
 
 /// A live topic.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,7 +85,7 @@ pub async fn may_read_board(state: &AppState, actor: &Actor, board: BoardKey) ->
         }
         BoardKey::Class(class) => {
             let row: Option<(SchoolId, schema::UserId)> =
-                sqlx::query_as("SELECT school_id, teacher_id FROM classes WHERE id = $1")
+                query("SELECT school_id, teacher_id FROM classes WHERE id = $1")
                     .bind(class)
                     .fetch_optional(&state.db)
                     .await?;
@@ -95,11 +96,10 @@ pub async fn may_read_board(state: &AppState, actor: &Actor, board: BoardKey) ->
             }
         }
         BoardKey::Club(club) => {
-            let row: Option<(SchoolId,)> =
-                sqlx::query_as("SELECT school_id FROM clubs WHERE id = $1")
-                    .bind(club)
-                    .fetch_optional(&state.db)
-                    .await?;
+            let row: Option<(SchoolId,)> = query("SELECT school_id FROM clubs WHERE id = $1")
+                .bind(club)
+                .fetch_optional(&state.db)
+                .await?;
             let (school,) = row.ok_or(ApiError::NotFound("club"))?;
             match *actor {
                 Actor::Student { id, .. } => is_club_member(state, club, id).await?,
@@ -122,13 +122,12 @@ async fn is_club_member(
     club: ClubId,
     student: schema::StudentId,
 ) -> ApiResult<bool> {
-    let (member,): (bool,) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM club_members WHERE club_id = $1 AND student_id = $2)",
-    )
-    .bind(club)
-    .bind(student)
-    .fetch_one(&state.db)
-    .await?;
+    let (member,): (bool,) =
+        query("SELECT EXISTS (SELECT 1 FROM club_members WHERE club_id = $1 AND student_id = $2)")
+            .bind(club)
+            .bind(student)
+            .fetch_one(&state.db)
+            .await?;
     Ok(member)
 }
 
@@ -144,7 +143,7 @@ pub async fn authorize(state: &AppState, actor: &Actor, topic: TopicKind) -> Api
 
 /// The station's own display, or its school's staff.
 pub async fn may_see_station(state: &AppState, actor: &Actor, station: StationId) -> ApiResult<()> {
-    let row: Option<(SchoolId,)> = sqlx::query_as("SELECT school_id FROM stations WHERE id = $1")
+    let row: Option<(SchoolId,)> = query("SELECT school_id FROM stations WHERE id = $1")
         .bind(station)
         .fetch_optional(&state.db)
         .await?;
@@ -168,7 +167,7 @@ pub async fn station_code(
     now: OffsetDateTime,
 ) -> ApiResult<StationCode> {
     let row: Option<(Vec<u8>, i32)> =
-        sqlx::query_as("SELECT secret, window_secs FROM stations WHERE id = $1")
+        query("SELECT secret, window_secs FROM stations WHERE id = $1")
             .bind(station)
             .fetch_optional(&state.db)
             .await?;

@@ -8,6 +8,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::store::{AsConn, TextList, query};
 use game_rules::catalogue::BehaviorId;
 use game_rules::challenge::{
     Challenge as Rules, ChallengeKind as Kind, ChallengeStatus, CollectiveGoal, InvitationState,
@@ -19,7 +20,6 @@ use game_rules::window::TimeWindow;
 use schema::api::Role;
 use schema::league::{Challenge, ChallengeKind, CreateChallenge, Goal, Participant, Scoring};
 use schema::{ChallengeId, ClassId, SchoolId, StudentId, SubmissionId, UserId};
-use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -38,6 +38,7 @@ struct Row {
     season_id: schema::SeasonId,
     kind: String,
     title: String,
+    #[sqlx(try_from = "TextList")]
     behaviors: Vec<String>,
     starts_at: OffsetDateTime,
     ends_at: OffsetDateTime,
@@ -120,12 +121,14 @@ impl Row {
     }
 }
 
-async fn fetch(conn: &mut PgConnection, id: ChallengeId, lock: bool) -> ApiResult<Row> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM challenges WHERE id = $1{}",
-        if lock { " FOR UPDATE" } else { "" }
-    );
-    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+async fn fetch(conn: &mut dyn AsConn, id: ChallengeId, lock: bool) -> ApiResult<Row> {
+    let lock = if lock {
+        conn.as_conn().dialect().for_update()
+    } else {
+        ""
+    };
+    let sql = format!("SELECT {COLUMNS} FROM challenges WHERE id = $1{lock}");
+    query(sql)
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?
@@ -134,25 +137,22 @@ async fn fetch(conn: &mut PgConnection, id: ChallengeId, lock: bool) -> ApiResul
 
 /// What a participant id belongs to: its school, and for clubs the user who created it.
 async fn participant_school(
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     kind: Kind,
     id: Uuid,
 ) -> ApiResult<Option<(SchoolId, Option<UserId>)>> {
     let sql = match kind {
         Kind::ClassVsClass => "SELECT school_id, teacher_id FROM classes WHERE id = $1",
-        Kind::SchoolVsSchool => "SELECT id, NULL::uuid FROM schools WHERE id = $1",
+        Kind::SchoolVsSchool => "SELECT id, CAST(NULL AS uuid) FROM schools WHERE id = $1",
         Kind::ClubVsClub => "SELECT school_id, created_by_user FROM clubs WHERE id = $1",
     };
-    Ok(sqlx::query_as(sql)
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?)
+    Ok(query(sql).bind(id).fetch_optional(&mut *conn).await?)
 }
 
 /// Whether `actor` answers for `participant`: the class's teacher, the school's admin (for
 /// classes, the school and clubs of their school), or the teacher who created the club.
 async fn answers_for(
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     actor: &Actor,
     kind: Kind,
     participant: Uuid,
@@ -290,7 +290,7 @@ pub async fn create(
         }
     }
     let id = ChallengeId::new();
-    sqlx::query(
+    query(
         "INSERT INTO challenges (id, season_id, kind, title, behaviors, starts_at, ends_at, scoring, required_confirmations, \
            goal_behavior, goal_quantity, created_by, school_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)",
     )
@@ -298,7 +298,7 @@ pub async fn create(
     .bind(season.id)
     .bind(kind_name(req.kind))
     .bind(&title)
-    .bind(rules.behaviors().iter().map(|b| b.as_str().to_owned()).collect::<Vec<_>>())
+    .bind(TextList(rules.behaviors().iter().map(|b| b.as_str().to_owned()).collect()))
     .bind(req.starts_at)
     .bind(req.ends_at)
     .bind(match rules.scoring() { ScoringMode::Total => "total", ScoringMode::PerCapita => "per_capita" })
@@ -307,18 +307,19 @@ pub async fn create(
     .bind(req.goal.as_ref().map(|g| i64::try_from(g.quantity).unwrap_or(i64::MAX)))
     .bind(creator)
     .bind(school_id)
-    .execute(&mut *tx)
+    .execute(&mut tx)
     .await?;
     for p in &participants {
         let accepted = auto_accept.contains(p);
-        sqlx::query(
+        query(
             "INSERT INTO challenge_participants (challenge_id, participant_id, state, responded_at) \
-             VALUES ($1, $2, $3, CASE WHEN $3 = 'accepted' THEN now() END)",
+             VALUES ($1, $2, $3, CASE WHEN $3 = 'accepted' THEN $4 END)",
         )
         .bind(id)
         .bind(p)
         .bind(if accepted { "accepted" } else { "invited" })
-        .execute(&mut *tx)
+        .bind(OffsetDateTime::now_utc())
+        .execute(&mut tx)
         .await?;
     }
     tx.commit().await?;
@@ -327,13 +328,13 @@ pub async fn create(
 }
 
 /// Whether `actor` may see the challenge.
-async fn visible(conn: &mut PgConnection, actor: &Actor, row: &Row) -> ApiResult<bool> {
+async fn visible(conn: &mut dyn AsConn, actor: &Actor, row: &Row) -> ApiResult<bool> {
     if actor.role() == Role::ProgrammeAdmin || actor.user_id() == Some(row.created_by) {
         return Ok(true);
     }
     let kind = kind_of(&row.kind);
     let participants: Vec<(Uuid,)> =
-        sqlx::query_as("SELECT participant_id FROM challenge_participants WHERE challenge_id = $1")
+        query("SELECT participant_id FROM challenge_participants WHERE challenge_id = $1")
             .bind(row.id)
             .fetch_all(&mut *conn)
             .await?;
@@ -346,15 +347,12 @@ async fn visible(conn: &mut PgConnection, actor: &Actor, row: &Row) -> ApiResult
             let mine: Vec<Uuid> = match kind {
                 Kind::ClassVsClass => vec![class_id.0],
                 Kind::SchoolVsSchool => vec![school_id.0],
-                Kind::ClubVsClub => sqlx::query_as::<_, (Uuid,)>(
-                    "SELECT club_id FROM club_members WHERE student_id = $1",
-                )
-                .bind(id)
-                .fetch_all(&mut *conn)
-                .await?
-                .into_iter()
-                .map(|r| r.0)
-                .collect(),
+                Kind::ClubVsClub => {
+                    query("SELECT club_id FROM club_members WHERE student_id = $1")
+                        .bind(id)
+                        .scalars(&mut *conn)
+                        .await?
+                }
             };
             Ok(participants.iter().any(|(p,)| mine.contains(p)))
         }
@@ -385,11 +383,11 @@ pub async fn get(state: &AppState, actor: &Actor, id: ChallengeId) -> ApiResult<
     wire(state, &mut conn, &row).await
 }
 
-async fn wire(state: &AppState, conn: &mut PgConnection, row: &Row) -> ApiResult<Challenge> {
+async fn wire(state: &AppState, conn: &mut dyn AsConn, row: &Row) -> ApiResult<Challenge> {
     let rules = row.rules()?;
     let now = OffsetDateTime::now_utc();
     let participants: Vec<(Uuid, String)> =
-        sqlx::query_as("SELECT participant_id, state FROM challenge_participants WHERE challenge_id = $1 ORDER BY invited_at, participant_id")
+        query("SELECT participant_id, state FROM challenge_participants WHERE challenge_id = $1 ORDER BY invited_at, participant_id")
             .bind(row.id)
             .fetch_all(&mut *conn)
             .await?;
@@ -397,8 +395,8 @@ async fn wire(state: &AppState, conn: &mut PgConnection, row: &Row) -> ApiResult
     let names = state.league.names.resolve(&state.db, &ids).await?;
     let (goal, goal_progress, goal_percent) = match (&row.goal_behavior, row.goal_quantity) {
         (Some(behavior), Some(quantity)) => {
-            let (done,): (i64,) = sqlx::query_as(
-                "SELECT COALESCE(sum(s.quantity), 0)::bigint FROM submission_challenges sc \
+            let (done,): (i64,) = query(
+                "SELECT CAST(COALESCE(sum(s.quantity), 0) AS BIGINT) FROM submission_challenges sc \
                  JOIN submissions s ON s.id = sc.submission_id \
                  JOIN verifications v ON v.submission_id = s.id AND v.outcome = 'verified' \
                  LEFT JOIN revocations r ON r.submission_id = s.id \
@@ -467,11 +465,11 @@ pub async fn list(
 ) -> ApiResult<Vec<Challenge>> {
     let season = standings::season_for(state, season_id).await?;
     let mut conn = state.db.acquire().await?;
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+    let rows: Vec<Row> = query(format!(
         "SELECT {COLUMNS} FROM challenges WHERE season_id = $1 ORDER BY id DESC LIMIT 500"
-    )))
+    ))
     .bind(season.id)
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut conn)
     .await?;
     let mut out = Vec::new();
     for row in rows {
@@ -520,13 +518,13 @@ pub async fn invite(
         } else {
             "invited"
         };
-        sqlx::query(
+        query(
             "INSERT INTO challenge_participants (challenge_id, participant_id, state) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
         )
         .bind(id)
         .bind(p)
         .bind(state_name)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
     }
     tx.commit().await?;
@@ -579,10 +577,10 @@ pub async fn answer(
     let mut changed = Vec::new();
     for p in ids {
         let current: Option<(String,)> =
-            sqlx::query_as("SELECT state FROM challenge_participants WHERE challenge_id = $1 AND participant_id = $2")
+            query("SELECT state FROM challenge_participants WHERE challenge_id = $1 AND participant_id = $2")
                 .bind(id)
                 .bind(p)
-                .fetch_optional(&mut *tx)
+                .fetch_optional(&mut tx)
                 .await?;
         let Some((current,)) = current else {
             return Err(ApiError::NotFoundWith(
@@ -604,11 +602,12 @@ pub async fn answer(
             from.decline(answering_status)
         }
         .map_err(|e| ApiError::Conflict("invitation_closed", e.to_string()))?;
-        sqlx::query("UPDATE challenge_participants SET state = $3, responded_at = now() WHERE challenge_id = $1 AND participant_id = $2")
+        query("UPDATE challenge_participants SET state = $3, responded_at = $4 WHERE challenge_id = $1 AND participant_id = $2")
             .bind(id)
             .bind(p)
             .bind(if to.takes_part() { "accepted" } else { "declined" })
-            .execute(&mut *tx)
+            .bind(OffsetDateTime::now_utc())
+            .execute(&mut tx)
             .await?;
         changed.push(*p);
     }
@@ -633,10 +632,10 @@ pub async fn end_early(state: &AppState, actor: &Actor, id: ChallengeId) -> ApiR
     rules
         .end_early(now)
         .map_err(|e| ApiError::Conflict("challenge_not_running", e.to_string()))?;
-    sqlx::query("UPDATE challenges SET ended_early_at = $2 WHERE id = $1")
+    query("UPDATE challenges SET ended_early_at = $2 WHERE id = $1")
         .bind(id)
         .bind(now)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
     tx.commit().await?;
     finalize(state, id).await?;
@@ -649,7 +648,7 @@ pub async fn end_early(state: &AppState, actor: &Actor, id: ChallengeId) -> ApiR
     reason = "the facts of one submission, passed as they are"
 )]
 pub async fn link_submission(
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     season: &SeasonInfo,
     submission: SubmissionId,
     student: StudentId,
@@ -659,12 +658,13 @@ pub async fn link_submission(
     occurred_at: OffsetDateTime,
     now: OffsetDateTime,
 ) -> ApiResult<()> {
-    let candidates: Vec<(Uuid,)> = sqlx::query_as(
+    let has_behavior = conn.as_conn().dialect().has_text("c.behaviors", "$2");
+    let candidates: Vec<(Uuid,)> = query(format!(
         "SELECT DISTINCT c.id FROM challenges c JOIN challenge_participants p ON p.challenge_id = c.id AND p.state = 'accepted' \
-         WHERE c.season_id = $1 AND c.finalized_at IS NULL AND $2 = ANY(c.behaviors) \
+         WHERE c.season_id = $1 AND c.finalized_at IS NULL AND {has_behavior} \
            AND ((c.kind = 'class_vs_class' AND p.participant_id = $3) OR (c.kind = 'school_vs_school' AND p.participant_id = $4) \
              OR (c.kind = 'club_vs_club' AND p.participant_id IN (SELECT club_id FROM club_members WHERE student_id = $5)))",
-    )
+    ))
     .bind(season.id)
     .bind(behavior.as_str())
     .bind(class)
@@ -677,7 +677,7 @@ pub async fn link_submission(
         if row.rules()?.admits(behavior, occurred_at, now).is_err() {
             continue;
         }
-        sqlx::query(
+        query(
             "INSERT INTO submission_challenges (submission_id, challenge_id, participant_id) \
              SELECT $1, $2, p.participant_id FROM challenge_participants p \
              WHERE p.challenge_id = $2 AND p.state = 'accepted' AND (p.participant_id IN ($3, $4) \
@@ -696,9 +696,11 @@ pub async fn link_submission(
 
 /// Finalises every challenge whose time is up (run by every node; each challenge once).
 pub async fn finalize_due(state: &AppState) -> ApiResult<()> {
-    let due: Vec<(ChallengeId,)> = sqlx::query_as(
-        "SELECT id FROM challenges WHERE finalized_at IS NULL AND LEAST(ends_at, ended_early_at) <= now() LIMIT 50",
+    let due: Vec<(ChallengeId,)> = query(
+        "SELECT id FROM challenges WHERE finalized_at IS NULL \
+           AND (ends_at <= $1 OR (ended_early_at IS NOT NULL AND ended_early_at <= $1)) LIMIT 50",
     )
+    .bind(OffsetDateTime::now_utc())
     .fetch_all(&state.db)
     .await?;
     for (id,) in due {
@@ -710,20 +712,24 @@ pub async fn finalize_due(state: &AppState) -> ApiResult<()> {
 /// Writes a challenge's final standings once, then drops its live boards and tells subscribers.
 pub async fn finalize(state: &AppState, id: ChallengeId) -> ApiResult<()> {
     let mut tx = state.db.begin().await?;
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM challenges WHERE id = $1 AND finalized_at IS NULL FOR UPDATE SKIP LOCKED"
-    )))
+    // Postgres: one node takes it, the others skip it. SQLite: the transaction holds the
+    // database's write lock, and `finalized_at IS NULL` is read under it.
+    let skip_locked = tx.dialect().pick(" FOR UPDATE SKIP LOCKED", "");
+    let row: Option<Row> = query(format!(
+        "SELECT {COLUMNS} FROM challenges WHERE id = $1 AND finalized_at IS NULL{skip_locked}"
+    ))
     .bind(id)
-    .fetch_optional(&mut *tx)
+    .fetch_optional(&mut tx)
     .await?;
     let Some(row) = row else { return Ok(()) };
-    let season = season(&mut *tx, row.season_id).await?;
+    let season = season(&mut tx, row.season_id).await?;
     let boards = compute_boards(&mut tx, row.season_id, Some(id)).await?;
     // A challenge with no points yet still gets its (empty) standings: nothing to write.
     write_final(&mut tx, &season, &boards).await?;
-    sqlx::query("UPDATE challenges SET finalized_at = now() WHERE id = $1")
+    query("UPDATE challenges SET finalized_at = $2 WHERE id = $1")
         .bind(id)
-        .execute(&mut *tx)
+        .bind(OffsetDateTime::now_utc())
+        .execute(&mut tx)
         .await?;
     tx.commit().await?;
     tracing::info!(challenge.id = %id, "challenge finalised");
@@ -774,7 +780,7 @@ pub async fn may_follow(state: &AppState, actor: &Actor, id: ChallengeId) -> Api
 /// Finalises every open challenge of a season (at season close).
 pub async fn finalize_season(state: &AppState, season: schema::SeasonId) -> ApiResult<()> {
     let open: Vec<(ChallengeId,)> =
-        sqlx::query_as("SELECT id FROM challenges WHERE season_id = $1 AND finalized_at IS NULL")
+        query("SELECT id FROM challenges WHERE season_id = $1 AND finalized_at IS NULL")
             .bind(season)
             .fetch_all(&state.db)
             .await?;

@@ -7,8 +7,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::store::{AsConn, query};
 use schema::{ClassId, ClubId, SchoolId, StudentId, SubmissionId};
-use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -35,12 +35,12 @@ fn size(n: i64) -> u32 {
 
 /// The board updates of a submission's points changing by `sign` × its points, at `at`.
 pub async fn points_event(
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     submission: SubmissionId,
     sign: i64,
     at: OffsetDateTime,
 ) -> ApiResult<PointsEvent> {
-    let f: SubmissionFacts = sqlx::query_as(
+    let f: SubmissionFacts = query(
         "SELECT s.season_id, s.student_id, s.class_id, s.school_id, s.points, \
            (SELECT count(*) FROM students x WHERE x.class_id = s.class_id AND x.removed_at IS NULL) AS class_size, \
            (SELECT count(*) FROM students x JOIN classes c ON c.id = x.class_id \
@@ -76,7 +76,7 @@ pub async fn points_event(
             members: size(f.school_size),
         },
     ];
-    let clubs: Vec<(ClubId, SchoolId, i64)> = sqlx::query_as(
+    let clubs: Vec<(ClubId, SchoolId, i64)> = query(
         "SELECT m.club_id, c.school_id, \
            (SELECT count(*) FROM club_members y JOIN students x ON x.id = y.student_id \
               WHERE y.club_id = m.club_id AND x.removed_at IS NULL) \
@@ -101,7 +101,7 @@ pub async fn points_event(
             members: size(*members),
         });
     }
-    let challenges: Vec<(schema::ChallengeId, Uuid, String)> = sqlx::query_as(
+    let challenges: Vec<(schema::ChallengeId, Uuid, String)> = query(
         "SELECT sc.challenge_id, sc.participant_id, c.kind FROM submission_challenges sc \
          JOIN challenges c ON c.id = sc.challenge_id \
          WHERE sc.submission_id = $1 AND c.finalized_at IS NULL",
@@ -143,13 +143,13 @@ pub async fn points_event(
 
 /// Per-capita refreshes after a class's roster changed (a student joined, was added or removed).
 pub async fn class_size_changed(
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     class: ClassId,
 ) -> ApiResult<Option<PointsEvent>> {
     let Some(season) = active_season(&mut *conn).await? else {
         return Ok(None);
     };
-    let (school, class_size, school_size): (SchoolId, i64, i64) = sqlx::query_as(
+    let (school, class_size, school_size): (SchoolId, i64, i64) = query(
         "SELECT c.school_id, \
            (SELECT count(*) FROM students x WHERE x.class_id = c.id AND x.removed_at IS NULL), \
            (SELECT count(*) FROM students x JOIN classes k ON k.id = x.class_id \
@@ -163,7 +163,7 @@ pub async fn class_size_changed(
         refresh(BoardKey::School(school), class.0, class_size),
         refresh(BoardKey::Province, school.0, school_size),
     ];
-    let challenges: Vec<(schema::ChallengeId, Uuid, String)> = sqlx::query_as(
+    let challenges: Vec<(schema::ChallengeId, Uuid, String)> = query(
         "SELECT c.id, p.participant_id, c.kind FROM challenge_participants p JOIN challenges c ON c.id = p.challenge_id \
          WHERE c.season_id = $1 AND c.finalized_at IS NULL AND p.state = 'accepted' AND p.participant_id IN ($2, $3)",
     )
@@ -189,22 +189,22 @@ pub async fn class_size_changed(
 
 /// Board updates after a student joined a club: their season points join the club's boards.
 pub async fn club_joined(
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     club: ClubId,
     student: StudentId,
 ) -> ApiResult<Option<PointsEvent>> {
     let Some(season) = active_season(&mut *conn).await? else {
         return Ok(None);
     };
-    let (school, members): (SchoolId, i64) = sqlx::query_as(
+    let (school, members): (SchoolId, i64) = query(
         "SELECT c.school_id, (SELECT count(*) FROM club_members y JOIN students x ON x.id = y.student_id \
            WHERE y.club_id = c.id AND x.removed_at IS NULL) FROM clubs c WHERE c.id = $1",
     )
     .bind(club)
     .fetch_one(&mut *conn)
     .await?;
-    let (points, last): (Option<i64>, Option<OffsetDateTime>) = sqlx::query_as(
-        "SELECT sum(delta)::bigint, max(at) FROM ( \
+    let (points, last): (Option<i64>, Option<OffsetDateTime>) = query(
+        "SELECT CAST(sum(delta) AS BIGINT), max(at) FROM ( \
            SELECT s.points AS delta, v.created_at AS at FROM submissions s \
              JOIN verifications v ON v.submission_id = s.id AND v.outcome = 'verified' \
              WHERE s.student_id = $1 AND s.season_id = $2 \

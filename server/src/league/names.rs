@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
+use crate::store::{Db, IdList, query};
 use dashmap::DashMap;
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::error::ApiResult;
@@ -17,8 +17,8 @@ pub struct Names {
 }
 
 impl Names {
-    /// Names of `ids`, from the cache or Postgres; unknown ids are left out.
-    pub async fn resolve(&self, db: &PgPool, ids: &[Uuid]) -> ApiResult<HashMap<Uuid, String>> {
+    /// Names of `ids`, from the cache or the database; unknown ids are left out.
+    pub async fn resolve(&self, db: &Db, ids: &[Uuid]) -> ApiResult<HashMap<Uuid, String>> {
         let mut found = HashMap::with_capacity(ids.len());
         let mut missing = Vec::new();
         for id in ids {
@@ -30,13 +30,18 @@ impl Names {
             }
         }
         if !missing.is_empty() {
-            let rows: Vec<(Uuid, String)> = sqlx::query_as(
-                "SELECT id, nickname FROM students WHERE id = ANY($1) \
-                 UNION ALL SELECT id, grade::text || '年级' || name FROM classes WHERE id = ANY($1) \
-                 UNION ALL SELECT id, name FROM schools WHERE id = ANY($1) \
-                 UNION ALL SELECT id, name FROM clubs WHERE id = ANY($1)",
-            )
-            .bind(&missing)
+            let any = |column| db.dialect().in_ids(column, "$1");
+            let rows: Vec<(Uuid, String)> = query(format!(
+                "SELECT id, nickname FROM students WHERE {} \
+                 UNION ALL SELECT id, CAST(grade AS TEXT) || '年级' || name FROM classes WHERE {} \
+                 UNION ALL SELECT id, name FROM schools WHERE {} \
+                 UNION ALL SELECT id, name FROM clubs WHERE {}",
+                any("id"),
+                any("id"),
+                any("id"),
+                any("id"),
+            ))
+            .bind(missing.into_iter().collect::<IdList>())
             .fetch_all(db)
             .await?;
             for (id, name) in rows {

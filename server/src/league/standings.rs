@@ -3,10 +3,10 @@
 
 use std::collections::HashMap;
 
+use crate::store::{AsConn, query};
 use game_rules::ranking::{Entry, standings};
 use schema::league::{Board, BoardEntry};
 use schema::{ChallengeId, SeasonId};
-use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -49,20 +49,20 @@ fn entries(rows: Vec<Row>) -> HashMap<Option<Uuid>, Vec<RebuiltEntry>> {
 /// Every board of `season` as Postgres says it is now. With `challenge`, only that challenge's
 /// two boards.
 pub async fn compute_boards(
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     season: SeasonId,
     challenge: Option<ChallengeId>,
 ) -> ApiResult<Vec<(BoardKey, Vec<RebuiltEntry>)>> {
     let mut out = Vec::new();
     if challenge.is_none() {
-        let by_class = fetch(conn, season, "SELECT class_id AS board_id, student_id AS member, sum(delta)::bigint AS points, 1::bigint AS members, max(at) AS at \
+        let by_class = fetch(conn, season, "SELECT class_id AS board_id, student_id AS member, CAST(sum(delta) AS BIGINT) AS points, CAST(1 AS BIGINT) AS members, max(at) AS at \
              FROM ev GROUP BY class_id, student_id").await?;
         out.extend(
             by_class
                 .into_iter()
                 .filter_map(|(b, e)| Some((BoardKey::Class(schema::ClassId(b?)), e))),
         );
-        let by_school = fetch(conn, season, "SELECT ev.school_id AS board_id, ev.class_id AS member, sum(delta)::bigint AS points, \
+        let by_school = fetch(conn, season, "SELECT ev.school_id AS board_id, ev.class_id AS member, CAST(sum(delta) AS BIGINT) AS points, \
                (SELECT count(*) FROM students x WHERE x.class_id = ev.class_id AND x.removed_at IS NULL) AS members, max(at) AS at \
              FROM ev GROUP BY ev.school_id, ev.class_id").await?;
         out.extend(
@@ -70,19 +70,19 @@ pub async fn compute_boards(
                 .into_iter()
                 .filter_map(|(b, e)| Some((BoardKey::School(schema::SchoolId(b?)), e))),
         );
-        let province = fetch(conn, season, "SELECT NULL::uuid AS board_id, ev.school_id AS member, sum(delta)::bigint AS points, \
+        let province = fetch(conn, season, "SELECT CAST(NULL AS uuid) AS board_id, ev.school_id AS member, CAST(sum(delta) AS BIGINT) AS points, \
                (SELECT count(*) FROM students x JOIN classes c ON c.id = x.class_id \
                   WHERE c.school_id = ev.school_id AND x.removed_at IS NULL) AS members, max(at) AS at \
              FROM ev GROUP BY ev.school_id").await?;
         out.extend(province.into_values().map(|e| (BoardKey::Province, e)));
-        let by_club = fetch(conn, season, "SELECT m.club_id AS board_id, ev.student_id AS member, sum(delta)::bigint AS points, 1::bigint AS members, max(at) AS at \
+        let by_club = fetch(conn, season, "SELECT m.club_id AS board_id, ev.student_id AS member, CAST(sum(delta) AS BIGINT) AS points, CAST(1 AS BIGINT) AS members, max(at) AS at \
              FROM ev JOIN club_members m ON m.student_id = ev.student_id GROUP BY m.club_id, ev.student_id").await?;
         out.extend(
             by_club
                 .into_iter()
                 .filter_map(|(b, e)| Some((BoardKey::Club(schema::ClubId(b?)), e))),
         );
-        let clubs = fetch(conn, season, "SELECT c.school_id AS board_id, c.id AS member, sum(delta)::bigint AS points, \
+        let clubs = fetch(conn, season, "SELECT c.school_id AS board_id, c.id AS member, CAST(sum(delta) AS BIGINT) AS points, \
                (SELECT count(*) FROM club_members y JOIN students x ON x.id = y.student_id \
                   WHERE y.club_id = c.id AND x.removed_at IS NULL) AS members, max(at) AS at \
              FROM ev JOIN club_members m ON m.student_id = ev.student_id JOIN clubs c ON c.id = m.club_id \
@@ -93,8 +93,8 @@ pub async fn compute_boards(
                 .filter_map(|(b, e)| Some((BoardKey::SchoolClubs(schema::SchoolId(b?)), e))),
         );
     }
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "{EVENTS} SELECT sc.challenge_id AS board_id, sc.participant_id AS member, sum(delta)::bigint AS points, \
+    let rows: Vec<Row> = query(format!(
+        "{EVENTS} SELECT sc.challenge_id AS board_id, sc.participant_id AS member, CAST(sum(delta) AS BIGINT) AS points, \
            CASE c.kind \
              WHEN 'class_vs_class' THEN (SELECT count(*) FROM students x WHERE x.class_id = sc.participant_id AND x.removed_at IS NULL) \
              WHEN 'school_vs_school' THEN (SELECT count(*) FROM students x JOIN classes k ON k.id = x.class_id \
@@ -103,9 +103,9 @@ pub async fn compute_boards(
                 WHERE y.club_id = sc.participant_id AND x.removed_at IS NULL) END AS members, \
            max(at) AS at \
          FROM ev JOIN submission_challenges sc ON sc.submission_id = ev.id JOIN challenges c ON c.id = sc.challenge_id \
-         WHERE ($2::uuid IS NULL AND c.finalized_at IS NULL) OR c.id = $2 \
+         WHERE ($2 IS NULL AND c.finalized_at IS NULL) OR c.id = $2 \
          GROUP BY sc.challenge_id, sc.participant_id, c.kind"
-    )))
+    ))
     .bind(season)
     .bind(challenge)
     .fetch_all(&mut *conn)
@@ -120,11 +120,11 @@ pub async fn compute_boards(
 }
 
 async fn fetch(
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     season: SeasonId,
     select: &'static str,
 ) -> ApiResult<HashMap<Option<Uuid>, Vec<RebuiltEntry>>> {
-    let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!("{EVENTS} {select}")))
+    let rows: Vec<Row> = query(format!("{EVENTS} {select}"))
         .bind(season)
         .fetch_all(&mut *conn)
         .await?;
@@ -135,7 +135,7 @@ async fn fetch(
 /// know are dropped, the others replaced. Returns how many boards were written.
 pub async fn rebuild_season(state: &AppState, season_id: SeasonId) -> ApiResult<usize> {
     let mut conn = state.db.acquire().await?;
-    let season = season(&mut *conn, season_id).await?;
+    let season = season(&mut conn, season_id).await?;
     let boards = compute_boards(&mut conn, season_id, None).await?;
     drop(conn);
     let keep: std::collections::HashSet<BoardKey> = boards.iter().map(|(b, _)| *b).collect();
@@ -156,7 +156,7 @@ pub async fn rebuild_season(state: &AppState, season_id: SeasonId) -> ApiResult<
 
 /// Writes the final standings of the given boards (in the caller's transaction).
 pub async fn write_final(
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     season: &SeasonInfo,
     boards: &[(BoardKey, Vec<RebuiltEntry>)],
 ) -> ApiResult<()> {
@@ -179,21 +179,39 @@ pub async fn write_final(
         );
         let name = board.to_string();
         for chunk in ranked.chunks(1000) {
-            let mut qb = sqlx::QueryBuilder::<sqlx::Postgres>::new(
-                "INSERT INTO final_standings (board, season_id, challenge_id, entity_id, rank, score, points, reached_at) ",
-            );
-            qb.push_values(chunk, |mut b, r| {
-                b.push_bind(&name)
-                    .push_bind(season.id)
-                    .push_bind(challenge)
-                    .push_bind(r.entry.id.0)
-                    .push_bind(i32::try_from(r.rank).unwrap_or(i32::MAX))
-                    .push_bind(i64::try_from(r.entry.score).unwrap_or(i64::MAX))
-                    .push_bind(r.entry.id.1)
-                    .push_bind(r.entry.reached_at);
-            });
-            qb.push(" ON CONFLICT (board, entity_id) DO NOTHING");
-            qb.build().execute(&mut *conn).await?;
+            let rows: Vec<String> = (0..chunk.len())
+                .map(|i| {
+                    let p = i * 8;
+                    format!(
+                        "(${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                        p + 1,
+                        p + 2,
+                        p + 3,
+                        p + 4,
+                        p + 5,
+                        p + 6,
+                        p + 7,
+                        p + 8
+                    )
+                })
+                .collect();
+            let mut insert = query(format!(
+                "INSERT INTO final_standings (board, season_id, challenge_id, entity_id, rank, score, points, reached_at) \
+                 VALUES {} ON CONFLICT (board, entity_id) DO NOTHING",
+                rows.join(", ")
+            ));
+            for r in chunk {
+                insert = insert
+                    .bind(name.as_str())
+                    .bind(season.id)
+                    .bind(challenge)
+                    .bind(r.entry.id.0)
+                    .bind(i32::try_from(r.rank).unwrap_or(i32::MAX))
+                    .bind(i64::try_from(r.entry.score).unwrap_or(i64::MAX))
+                    .bind(r.entry.id.1)
+                    .bind(r.entry.reached_at);
+            }
+            insert.execute(&mut *conn).await?;
         }
     }
     Ok(())
@@ -219,7 +237,7 @@ pub async fn read_board(
     let finalized = match board.challenge() {
         Some(ch) => {
             let (f,): (bool,) =
-                sqlx::query_as("SELECT finalized_at IS NOT NULL FROM challenges WHERE id = $1")
+                query("SELECT finalized_at IS NOT NULL FROM challenges WHERE id = $1")
                     .bind(ch)
                     .fetch_optional(&state.db)
                     .await?
@@ -285,7 +303,7 @@ async fn read_final(
 ) -> ApiResult<Rows> {
     let name = board.to_string();
     let (size,): (i64,) =
-        sqlx::query_as("SELECT count(*) FROM final_standings WHERE board = $1 AND season_id = $2")
+        query("SELECT count(*) FROM final_standings WHERE board = $1 AND season_id = $2")
             .bind(&name)
             .bind(season.id)
             .fetch_one(&state.db)
@@ -294,7 +312,7 @@ async fn read_final(
     let (offset, limit) = match view {
         View::Top(limit) => (0i64, i64::try_from(limit).unwrap_or(100)),
         View::Around(member, k) => {
-            let pos: Option<(i64,)> = sqlx::query_as(
+            let pos: Option<(i64,)> = query(
                 "SELECT pos FROM (SELECT entity_id, row_number() OVER (ORDER BY rank, entity_id) AS pos \
                  FROM final_standings WHERE board = $1 AND season_id = $2) p WHERE entity_id = $3",
             )
@@ -310,9 +328,9 @@ async fn read_final(
             }
         }
     };
-    let rows: Vec<(Uuid, i32, i64, i64, OffsetDateTime)> = sqlx::query_as(
+    let rows: Vec<(Uuid, i32, i64, i64, OffsetDateTime)> = query(
         "SELECT entity_id, rank, score, points, reached_at FROM final_standings \
-         WHERE board = $1 AND season_id = $2 ORDER BY rank, entity_id OFFSET $3 LIMIT $4",
+         WHERE board = $1 AND season_id = $2 ORDER BY rank, entity_id LIMIT $4 OFFSET $3",
     )
     .bind(&name)
     .bind(season.id)
@@ -394,16 +412,17 @@ pub async fn season_for(state: &AppState, season_id: Option<SeasonId>) -> ApiRes
 /// season lock and has marked the season closed): writes the final standings of every board and
 /// finalises its open challenges. Returns those challenges.
 pub async fn close_season(
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     season_id: SeasonId,
 ) -> ApiResult<Vec<ChallengeId>> {
     let season = season(&mut *conn, season_id).await?;
     let boards = compute_boards(conn, season_id, None).await?;
     write_final(conn, &season, &boards).await?;
-    let open: Vec<(ChallengeId,)> = sqlx::query_as(
-        "UPDATE challenges SET finalized_at = now() WHERE season_id = $1 AND finalized_at IS NULL RETURNING id",
+    let open: Vec<(ChallengeId,)> = query(
+        "UPDATE challenges SET finalized_at = $2 WHERE season_id = $1 AND finalized_at IS NULL RETURNING id",
     )
     .bind(season_id)
+    .bind(OffsetDateTime::now_utc())
     .fetch_all(&mut *conn)
     .await?;
     Ok(open.into_iter().map(|r| r.0).collect())

@@ -7,6 +7,7 @@
 
 use std::collections::BTreeSet;
 
+use crate::store::{AsConn, IdList, query};
 use game_rules::catalogue::{Behavior, VerificationMethod};
 use game_rules::scoring::{ScoringError, score_submission};
 use game_rules::station::{StationCodeError, StationSecret};
@@ -17,7 +18,6 @@ use schema::league::{
     BulkResult, Refusal, Submission, SubmissionStatus, SubmitBehavior, TeacherSubmit,
 };
 use schema::{ChallengeId, ClassId, SchoolId, StationId, StudentId, SubmissionId, UserId};
-use sqlx::PgConnection;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -50,6 +50,7 @@ struct SubmissionRow {
     revoked: bool,
     confirmations: i64,
     required: i64,
+    #[sqlx(try_from = "IdList")]
     challenge_ids: Vec<Uuid>,
 }
 
@@ -86,24 +87,30 @@ impl SubmissionRow {
 
 /// Loads submissions in the wire form, in the order of `ids`.
 pub async fn load(
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     default_required: u8,
     ids: &[SubmissionId],
 ) -> ApiResult<Vec<Submission>> {
-    let rows: Vec<SubmissionRow> = sqlx::query_as(
+    let dialect = conn.as_conn().dialect();
+    let rows: Vec<SubmissionRow> = query(format!(
         "SELECT s.id, s.season_id, s.student_id, st.nickname, s.class_id, s.behavior_id, s.quantity, s.occurred_at, \
            s.points, s.mg_co2e, s.factor_version, s.note, s.created_at, v.outcome, v.method, \
            (r.submission_id IS NOT NULL) AS revoked, \
            (SELECT count(*) FROM peer_confirmations pc WHERE pc.submission_id = s.id) AS confirmations, \
-           COALESCE((SELECT max(c.required_confirmations) FROM submission_challenges sc \
-              JOIN challenges c ON c.id = sc.challenge_id WHERE sc.submission_id = s.id), $2)::bigint AS required, \
-           ARRAY(SELECT DISTINCT sc.challenge_id FROM submission_challenges sc WHERE sc.submission_id = s.id) AS challenge_ids \
+           CAST(COALESCE((SELECT max(c.required_confirmations) FROM submission_challenges sc \
+              JOIN challenges c ON c.id = sc.challenge_id WHERE sc.submission_id = s.id), $2) AS BIGINT) AS required, \
+           {challenge_ids} AS challenge_ids \
          FROM submissions s JOIN students st ON st.id = s.student_id \
          LEFT JOIN verifications v ON v.submission_id = s.id \
          LEFT JOIN revocations r ON r.submission_id = s.id \
-         WHERE s.id = ANY($1)",
-    )
-    .bind(ids.iter().map(|i| i.0).collect::<Vec<_>>())
+         WHERE {in_ids}",
+        challenge_ids = dialect.pick(
+            "ARRAY(SELECT DISTINCT sc.challenge_id FROM submission_challenges sc WHERE sc.submission_id = s.id)",
+            "(SELECT json_group_array(DISTINCT lower(hex(sc.challenge_id))) FROM submission_challenges sc WHERE sc.submission_id = s.id)",
+        ),
+        in_ids = dialect.in_ids("s.id", "$1"),
+    ))
+    .bind(ids.iter().copied().collect::<IdList>())
     .bind(i16::from(default_required))
     .fetch_all(&mut *conn)
     .await?;
@@ -114,7 +121,7 @@ pub async fn load(
 
 async fn load_one(
     state: &AppState,
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     id: SubmissionId,
 ) -> ApiResult<Submission> {
     load(conn, state.league.default_confirmations, &[id])
@@ -205,34 +212,30 @@ fn scoring_error(e: ScoringError) -> ApiError {
     ApiError::Refused(code, e.to_string())
 }
 
-async fn lock_student(conn: &mut PgConnection, student: StudentId) -> ApiResult<()> {
-    sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1::text, 7))")
-        .bind(student.0)
-        .execute(&mut *conn)
-        .await?;
+async fn lock_student(conn: &mut dyn AsConn, student: StudentId) -> ApiResult<()> {
+    crate::store::lock(conn, crate::store::lock_key(student.0, 7), false).await?;
     Ok(())
 }
 
 async fn existing(
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     scope: Uuid,
     key: &str,
 ) -> ApiResult<Option<SubmissionId>> {
-    Ok(sqlx::query_as::<_, (SubmissionId,)>(
-        "SELECT id FROM submissions WHERE idempotency_scope = $1 AND idempotency_key = $2",
+    Ok(
+        query("SELECT id FROM submissions WHERE idempotency_scope = $1 AND idempotency_key = $2")
+            .bind(scope)
+            .bind(key)
+            .scalar_optional(&mut *conn)
+            .await?,
     )
-    .bind(scope)
-    .bind(key)
-    .fetch_optional(&mut *conn)
-    .await?
-    .map(|r| r.0))
 }
 
 /// Writes one entry in the caller's transaction: every rule is checked before anything is
 /// stored, so a refusal stores nothing.
 async fn write_entry(
     state: &AppState,
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     season: &SeasonInfo,
     e: &Entry<'_>,
     locked: bool,
@@ -257,8 +260,8 @@ async fn write_entry(
     )
     .map_err(window_error)?;
     let day = season.timezone.0.school_day(e.occurred_at);
-    let (counted,): (i64,) = sqlx::query_as(
-        "SELECT COALESCE(sum(s.quantity), 0)::bigint FROM submissions s \
+    let (counted,): (i64,) = query(
+        "SELECT CAST(COALESCE(sum(s.quantity), 0) AS BIGINT) FROM submissions s \
          LEFT JOIN verifications v ON v.submission_id = s.id LEFT JOIN revocations r ON r.submission_id = s.id \
          WHERE s.student_id = $1 AND s.behavior_id = $2 AND s.school_day = $3 \
            AND (v.outcome IS NULL OR v.outcome = 'verified') AND r.submission_id IS NULL",
@@ -280,7 +283,7 @@ async fn write_entry(
         None => None,
     };
     let id = SubmissionId::new();
-    sqlx::query(
+    query(
         "INSERT INTO submissions (id, season_id, student_id, class_id, school_id, behavior_id, quantity, occurred_at, \
            school_day, points, mg_co2e, factor_version, submitted_by_user, station_id, note, idempotency_scope, idempotency_key) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)",
@@ -330,7 +333,7 @@ async fn write_entry(
 
 /// Checks a station code for the entry's student and behaviour, and spends it.
 async fn check_station_code(
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     e: &Entry<'_>,
     now: OffsetDateTime,
 ) -> ApiResult<(StationId, u64)> {
@@ -345,10 +348,11 @@ async fn check_station_code(
             format!("`{}` cannot be verified by a station", e.behavior.id),
         ));
     }
-    let stations: Vec<(StationId, Vec<u8>, i32)> = sqlx::query_as(
+    let has_behavior = conn.as_conn().dialect().has_text("behaviors", "$2");
+    let stations: Vec<(StationId, Vec<u8>, i32)> = query(format!(
         "SELECT id, secret, window_secs FROM stations \
-         WHERE school_id = $1 AND $2 = ANY(behaviors) AND ($3::uuid IS NULL OR id = $3) ORDER BY id",
-    )
+         WHERE school_id = $1 AND {has_behavior} AND ($3 IS NULL OR id = $3) ORDER BY id",
+    ))
     .bind(e.school)
     .bind(e.behavior.id.as_str())
     .bind(e.station_id)
@@ -363,7 +367,7 @@ async fn check_station_code(
             .unwrap_or(game_rules::station::DEFAULT_WINDOW_SECS);
         match game_rules::station::verify(&secret, code, now, window) {
             Ok(index) => {
-                let used = sqlx::query(
+                let used = query(
                     "INSERT INTO station_code_uses (station_id, student_id, window_index) VALUES ($1, $2, $3) \
                      ON CONFLICT DO NOTHING",
                 )
@@ -399,7 +403,7 @@ async fn check_station_code(
 
 /// Records a verification and returns the board event for it.
 async fn verify(
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     id: SubmissionId,
     by: VerifiedBy,
     user: Option<UserId>,
@@ -408,7 +412,7 @@ async fn verify(
     VerificationState::Pending
         .verify(by, behavior)
         .map_err(|e| ApiError::Refused("method_not_accepted", e.to_string()))?;
-    let (at,): (OffsetDateTime,) = sqlx::query_as(
+    let (at,): (OffsetDateTime,) = query(
         "INSERT INTO verifications (submission_id, outcome, method, decided_by_user) VALUES ($1, 'verified', $2, $3) \
          RETURNING created_at",
     )
@@ -509,12 +513,12 @@ pub async fn submit(
 
 /// The class's school and teacher, if the caller manages it (its teacher or its school's admin).
 async fn managed_class(
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     actor: &Actor,
     class: ClassId,
 ) -> ApiResult<SchoolId> {
     let row: Option<(SchoolId, UserId)> =
-        sqlx::query_as("SELECT school_id, teacher_id FROM classes WHERE id = $1")
+        query("SELECT school_id, teacher_id FROM classes WHERE id = $1")
             .bind(class)
             .fetch_optional(&mut *conn)
             .await?;
@@ -552,12 +556,11 @@ pub async fn teacher_submit(
     let behavior = behavior(state, &req.behavior)?;
     let mut tx = state.db.begin().await?;
     let school = managed_class(&mut tx, actor, class).await?;
-    let roster: Vec<(StudentId,)> = sqlx::query_as(
-        "SELECT id FROM students WHERE class_id = $1 AND removed_at IS NULL ORDER BY id",
-    )
-    .bind(class)
-    .fetch_all(&mut *tx)
-    .await?;
+    let roster: Vec<(StudentId,)> =
+        query("SELECT id FROM students WHERE class_id = $1 AND removed_at IS NULL ORDER BY id")
+            .bind(class)
+            .fetch_all(&mut tx)
+            .await?;
     let roster: BTreeSet<StudentId> = roster.into_iter().map(|r| r.0).collect();
     let wanted: BTreeSet<StudentId> = match &req.student_ids {
         Some(ids) => ids.iter().copied().collect(),
@@ -629,19 +632,24 @@ struct Facts {
     revoked: bool,
 }
 
-async fn facts(conn: &mut PgConnection, id: SubmissionId, lock: bool) -> ApiResult<Facts> {
+async fn facts(conn: &mut dyn AsConn, id: SubmissionId, lock: bool) -> ApiResult<Facts> {
     if lock {
-        sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-            .bind(crate::league::SEASON_LOCK)
-            .execute(&mut *conn)
-            .await?;
+        crate::store::lock(conn, crate::league::SEASON_LOCK, true).await?;
     }
     let sql = if lock {
-        "SELECT s.student_id, s.class_id, s.behavior_id, (se.status = 'active') AS season_active, v.outcome, \
-           (r.submission_id IS NOT NULL) AS revoked \
-         FROM submissions s JOIN seasons se ON se.id = s.season_id \
-         LEFT JOIN verifications v ON v.submission_id = s.id LEFT JOIN revocations r ON r.submission_id = s.id \
-         WHERE s.id = $1 FOR UPDATE OF s"
+        conn.as_conn().dialect().pick(
+            "SELECT s.student_id, s.class_id, s.behavior_id, (se.status = 'active') AS season_active, v.outcome, \
+               (r.submission_id IS NOT NULL) AS revoked \
+             FROM submissions s JOIN seasons se ON se.id = s.season_id \
+             LEFT JOIN verifications v ON v.submission_id = s.id LEFT JOIN revocations r ON r.submission_id = s.id \
+             WHERE s.id = $1 FOR UPDATE OF s",
+            // The transaction holds SQLite's write lock: nothing else can change the row.
+            "SELECT s.student_id, s.class_id, s.behavior_id, (se.status = 'active') AS season_active, v.outcome, \
+               (r.submission_id IS NOT NULL) AS revoked \
+             FROM submissions s JOIN seasons se ON se.id = s.season_id \
+             LEFT JOIN verifications v ON v.submission_id = s.id LEFT JOIN revocations r ON r.submission_id = s.id \
+             WHERE s.id = $1",
+        )
     } else {
         "SELECT s.student_id, s.class_id, s.behavior_id, (se.status = 'active') AS season_active, v.outcome, \
            (r.submission_id IS NOT NULL) AS revoked \
@@ -649,7 +657,7 @@ async fn facts(conn: &mut PgConnection, id: SubmissionId, lock: bool) -> ApiResu
          LEFT JOIN verifications v ON v.submission_id = s.id LEFT JOIN revocations r ON r.submission_id = s.id \
          WHERE s.id = $1"
     };
-    sqlx::query_as(sql)
+    query(sql)
         .bind(id)
         .fetch_optional(&mut *conn)
         .await?
@@ -720,7 +728,7 @@ pub async fn decide(
 
 async fn decide_one(
     state: &AppState,
-    conn: &mut PgConnection,
+    conn: &mut dyn AsConn,
     actor: &Actor,
     user: UserId,
     id: SubmissionId,
@@ -744,7 +752,7 @@ async fn decide_one(
         current
             .reject()
             .map_err(|e| ApiError::Conflict("not_pending", e.to_string()))?;
-        sqlx::query(
+        query(
             "INSERT INTO verifications (submission_id, outcome, method, decided_by_user) VALUES ($1, 'rejected', 'teacher', $2)",
         )
         .bind(id)
@@ -772,18 +780,18 @@ pub async fn confirm(state: &AppState, actor: &Actor, id: SubmissionId) -> ApiRe
     }
     let behavior = behavior(state, &f.behavior_id)?;
     let existing: Vec<(StudentId,)> =
-        sqlx::query_as("SELECT student_id FROM peer_confirmations WHERE submission_id = $1")
+        query("SELECT student_id FROM peer_confirmations WHERE submission_id = $1")
             .bind(id)
-            .fetch_all(&mut *tx)
+            .fetch_all(&mut tx)
             .await?;
     let existing: Vec<StudentId> = existing.into_iter().map(|r| r.0).collect();
-    let (required,): (i64,) = sqlx::query_as(
-        "SELECT COALESCE((SELECT max(c.required_confirmations) FROM submission_challenges sc \
-           JOIN challenges c ON c.id = sc.challenge_id WHERE sc.submission_id = $1), $2)::bigint",
+    let (required,): (i64,) = query(
+        "SELECT CAST(COALESCE((SELECT max(c.required_confirmations) FROM submission_challenges sc \
+           JOIN challenges c ON c.id = sc.challenge_id WHERE sc.submission_id = $1), $2) AS BIGINT)",
     )
     .bind(id)
     .bind(i16::from(state.league.default_confirmations))
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut tx)
     .await?;
     let required =
         RequiredConfirmations::new(u8::try_from(required).unwrap_or(10)).unwrap_or_default();
@@ -806,10 +814,10 @@ pub async fn confirm(state: &AppState, actor: &Actor, id: SubmissionId) -> ApiRe
         };
         ApiError::Conflict(code, e.to_string())
     })?;
-    sqlx::query("INSERT INTO peer_confirmations (submission_id, student_id) VALUES ($1, $2)")
+    query("INSERT INTO peer_confirmations (submission_id, student_id) VALUES ($1, $2)")
         .bind(id)
         .bind(confirmer)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await?;
     let event = if confirmed.now_verified {
         Some(verify(&mut tx, id, VerifiedBy::Peers, None, behavior).await?)
@@ -852,13 +860,13 @@ pub async fn revoke(
     state_of(&f)
         .revoke()
         .map_err(|e| ApiError::Conflict("not_verified", e.to_string()))?;
-    let (at,): (OffsetDateTime,) = sqlx::query_as(
+    let (at,): (OffsetDateTime,) = query(
         "INSERT INTO revocations (submission_id, revoked_by, reason) VALUES ($1, $2, $3) RETURNING created_at",
     )
     .bind(id)
     .bind(user)
     .bind(reason)
-    .fetch_one(&mut *tx)
+    .fetch_one(&mut tx)
     .await?;
     let event = events::points_event(&mut tx, id, -1, at).await?;
     let submission = load_one(state, &mut tx, id).await?;
@@ -897,15 +905,15 @@ pub async fn moderation_queue(
 ) -> ApiResult<schema::api::Page<Submission>> {
     let mut conn = state.db.acquire().await?;
     managed_class(&mut conn, actor, class).await?;
-    let ids: Vec<(SubmissionId,)> = sqlx::query_as(
+    let ids: Vec<(SubmissionId,)> = query(
         "SELECT s.id FROM submissions s LEFT JOIN verifications v ON v.submission_id = s.id \
-         WHERE s.class_id = $1 AND v.submission_id IS NULL AND ($2::uuid IS NULL OR s.id > $2) \
+         WHERE s.class_id = $1 AND v.submission_id IS NULL AND ($2 IS NULL OR s.id > $2) \
          ORDER BY s.id LIMIT $3",
     )
     .bind(class)
     .bind(after)
     .bind(limit + 1)
-    .fetch_all(&mut *conn)
+    .fetch_all(&mut conn)
     .await?;
     let ids: Vec<SubmissionId> = ids.into_iter().map(|r| r.0).collect();
     let items = load(&mut conn, state.league.default_confirmations, &ids).await?;
@@ -918,13 +926,12 @@ pub async fn mine(state: &AppState, actor: &Actor, limit: i64) -> ApiResult<Vec<
         return Err(ApiError::Forbidden);
     };
     let mut conn = state.db.acquire().await?;
-    let ids: Vec<(SubmissionId,)> = sqlx::query_as(
-        "SELECT id FROM submissions WHERE student_id = $1 ORDER BY id DESC LIMIT $2",
-    )
-    .bind(id)
-    .bind(limit)
-    .fetch_all(&mut *conn)
-    .await?;
+    let ids: Vec<(SubmissionId,)> =
+        query("SELECT id FROM submissions WHERE student_id = $1 ORDER BY id DESC LIMIT $2")
+            .bind(id)
+            .bind(limit)
+            .fetch_all(&mut conn)
+            .await?;
     let ids: Vec<SubmissionId> = ids.into_iter().map(|r| r.0).collect();
     load(&mut conn, state.league.default_confirmations, &ids).await
 }

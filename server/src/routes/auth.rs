@@ -20,6 +20,7 @@ use crate::listener::ClientAddr;
 use crate::routes::classes::{StudentRow, fetch_student};
 use crate::routes::schools::fetch_user;
 use crate::state::{AppState, check_rate};
+use crate::store::{AsConn, query};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -49,7 +50,7 @@ async fn login(
     let key = req.username.trim().to_lowercase();
     check_rate(&state.limits.login, &key)?;
     let row: Option<(UserId, String)> =
-        sqlx::query_as("SELECT id, password_hash FROM users WHERE lower(username) = $1")
+        query("SELECT id, password_hash FROM users WHERE lower(username) = $1")
             .bind(&key)
             .fetch_optional(&state.db)
             .await?;
@@ -84,12 +85,11 @@ async fn login(
     (status = 401, body = ErrorBody),
 ))]
 async fn logout(State(state): State<AppState>, principal: Principal) -> ApiResult<StatusCode> {
-    sqlx::query(
-        "UPDATE auth_tokens SET revoked_at = now() WHERE token_hash = $1 AND revoked_at IS NULL",
-    )
-    .bind(&principal.token_hash)
-    .execute(&state.db)
-    .await?;
+    query("UPDATE auth_tokens SET revoked_at = $2 WHERE token_hash = $1 AND revoked_at IS NULL")
+        .bind(&principal.token_hash)
+        .bind(time::OffsetDateTime::now_utc())
+        .execute(&state.db)
+        .await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -140,7 +140,7 @@ async fn join(
         .map_err(|e| ApiError::validation("join_code", e.to_string()))?;
     let nickname = Nickname::parse(&req.nickname)
         .map_err(|e| ApiError::validation("nickname", e.to_string()))?;
-    let class: Option<(ClassId,)> = sqlx::query_as("SELECT id FROM classes WHERE join_code = $1")
+    let class: Option<(ClassId,)> = query("SELECT id FROM classes WHERE join_code = $1")
         .bind(code.as_str())
         .fetch_optional(&state.db)
         .await?;
@@ -150,7 +150,7 @@ async fn join(
     let mut tx = state.db.begin().await?;
     let student = insert_student(&mut tx, class_id, &nickname, true).await?;
     let (token, expires_at) = issue_token(
-        &mut *tx,
+        &mut tx,
         TokenOwner::Student(student.id),
         state.settings.auth.student_token_ttl_secs,
     )
@@ -190,13 +190,13 @@ fn invalid_join_code() -> ApiError {
 
 /// Puts a student on a class roster; a nickname already used in the class is a 409.
 pub(crate) async fn insert_student(
-    conn: &mut sqlx::PgConnection,
+    conn: &mut dyn AsConn,
     class_id: ClassId,
     nickname: &Nickname,
     has_device: bool,
 ) -> ApiResult<StudentRow> {
     let id = StudentId::new();
-    sqlx::query_as(
+    query(
         "INSERT INTO students (id, class_id, nickname, nickname_key, has_device) VALUES ($1, $2, $3, $4, $5) \
          RETURNING id, class_id, nickname, has_device, created_at",
     )

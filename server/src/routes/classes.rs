@@ -4,6 +4,7 @@
 //! and that its teacher can rotate (the old code stops working at once). Students join from a
 //! device with the code and a nickname, or the teacher puts them on the roster without one.
 
+use crate::store::{Conn, query};
 use axum::extract::State;
 use axum::http::StatusCode;
 use game_rules::join_code::{self, JoinCode};
@@ -13,7 +14,6 @@ use schema::api::{
     AddStudent, Class, CreateClass, JoinCodeResponse, Page, PageQuery, Role, Student,
 };
 use schema::{ClassId, ErrorBody, SchoolId, StudentId, UserId};
-use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -99,10 +99,10 @@ impl StudentRow {
 
 /// One student still on a roster.
 pub(crate) async fn fetch_student(
-    db: impl PgExecutor<'_>,
+    db: impl Into<Conn<'_>>,
     id: StudentId,
 ) -> ApiResult<Option<StudentRow>> {
-    Ok(sqlx::query_as(
+    Ok(query(
         "SELECT id, class_id, nickname, has_device, created_at FROM students WHERE id = $1 AND removed_at IS NULL",
     )
     .bind(id)
@@ -111,8 +111,8 @@ pub(crate) async fn fetch_student(
 }
 
 /// One class, or 404.
-pub(crate) async fn fetch_class(db: impl PgExecutor<'_>, id: ClassId) -> ApiResult<ClassRow> {
-    sqlx::query_as(concat!(
+pub(crate) async fn fetch_class(db: impl Into<Conn<'_>>, id: ClassId) -> ApiResult<ClassRow> {
+    query(concat!(
         "SELECT ",
         class_columns!(),
         " FROM classes c WHERE c.id = $1"
@@ -170,7 +170,7 @@ async fn create_class(
     let id = ClassId::new();
     for _ in 0..JOIN_CODE_ATTEMPTS {
         let code = new_join_code();
-        let inserted = sqlx::query(
+        let inserted = query(
             "INSERT INTO classes (id, school_id, teacher_id, grade, name, join_code) VALUES ($1, $2, $3, $4, $5, $6)",
         )
         .bind(id)
@@ -230,11 +230,11 @@ async fn list_classes(
             Actor::Student { class_id, .. } => (None, None, Some(class_id)),
             Actor::Station { .. } => return Err(ApiError::Forbidden),
         };
-    let rows: Vec<ClassRow> = sqlx::query_as(concat!(
+    let rows: Vec<ClassRow> = query(concat!(
         "SELECT ",
         class_columns!(),
-        " FROM classes c WHERE ($1::uuid IS NULL OR c.teacher_id = $1) AND ($2::uuid IS NULL OR c.school_id = $2) \
-         AND ($3::uuid IS NULL OR c.id = $3) AND ($4::uuid IS NULL OR c.id > $4) ORDER BY c.id LIMIT $5"
+        " FROM classes c WHERE ($1 IS NULL OR c.teacher_id = $1) AND ($2 IS NULL OR c.school_id = $2) \
+         AND ($3 IS NULL OR c.id = $3) AND ($4 IS NULL OR c.id > $4) ORDER BY c.id LIMIT $5"
     ))
     .bind(teacher)
     .bind(school)
@@ -292,7 +292,7 @@ async fn rotate_join_code(
     managed_class(&state, &principal.actor, class_id).await?;
     for _ in 0..JOIN_CODE_ATTEMPTS {
         let code = new_join_code();
-        let updated = sqlx::query("UPDATE classes SET join_code = $2 WHERE id = $1")
+        let updated = query("UPDATE classes SET join_code = $2 WHERE id = $1")
             .bind(class_id)
             .bind(code.as_str())
             .execute(&state.db)
@@ -359,9 +359,9 @@ async fn list_students(
     {
         return Err(ApiError::Forbidden);
     }
-    let rows: Vec<StudentRow> = sqlx::query_as(
+    let rows: Vec<StudentRow> = query(
         "SELECT id, class_id, nickname, has_device, created_at FROM students \
-         WHERE class_id = $1 AND removed_at IS NULL AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
+         WHERE class_id = $1 AND removed_at IS NULL AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
     )
     .bind(class_id)
     .bind(after)
@@ -388,22 +388,22 @@ async fn remove_student(
 ) -> ApiResult<StatusCode> {
     managed_class(&state, &principal.actor, class_id).await?;
     let mut tx = state.db.begin().await?;
-    let removed = sqlx::query(
-        "UPDATE students SET removed_at = now() WHERE id = $1 AND class_id = $2 AND removed_at IS NULL",
+    let removed = query(
+        "UPDATE students SET removed_at = $3 WHERE id = $1 AND class_id = $2 AND removed_at IS NULL",
     )
     .bind(student_id)
     .bind(class_id)
-    .execute(&mut *tx)
+    .bind(time::OffsetDateTime::now_utc())
+    .execute(&mut tx)
     .await?;
     if removed.rows_affected() == 0 {
         return Err(ApiError::NotFound("student"));
     }
-    sqlx::query(
-        "UPDATE auth_tokens SET revoked_at = now() WHERE student_id = $1 AND revoked_at IS NULL",
-    )
-    .bind(student_id)
-    .execute(&mut *tx)
-    .await?;
+    query("UPDATE auth_tokens SET revoked_at = $2 WHERE student_id = $1 AND revoked_at IS NULL")
+        .bind(student_id)
+        .bind(time::OffsetDateTime::now_utc())
+        .execute(&mut tx)
+        .await?;
     tx.commit().await?;
     tracing::info!(student.id = %student_id, class.id = %class_id, "student removed from roster");
     crate::routes::auth::roster_changed(&state, class_id).await;

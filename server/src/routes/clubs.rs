@@ -9,13 +9,13 @@
 use axum::extract::{ConnectInfo, State};
 
 use crate::listener::ClientAddr;
+use crate::store::{Conn, query};
 use axum::http::StatusCode;
 use game_rules::join_code::{self, JoinCode};
 use rand::RngExt as _;
 use schema::api::{Page, PageQuery, Role};
 use schema::league::{Club, ClubMember, CreateClub, JoinClub};
 use schema::{ClubId, ErrorBody, SchoolId, StudentId, UserId};
-use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -75,11 +75,11 @@ macro_rules! club_columns {
 
 /// One club, seen by `student` (for `is_member`), or 404.
 async fn fetch_club(
-    db: impl PgExecutor<'_>,
+    db: impl Into<Conn<'_>>,
     id: ClubId,
     student: Option<StudentId>,
 ) -> ApiResult<ClubRow> {
-    sqlx::query_as(concat!(
+    query(concat!(
         "SELECT ",
         club_columns!(),
         " FROM clubs c WHERE c.id = $2"
@@ -138,8 +138,8 @@ const JOIN_CODE_ATTEMPTS: usize = 8;
 const MAX_NAME_CHARS: usize = 40;
 
 /// Puts the student in the club; a second time is a 409 `already_member`.
-async fn insert_member(db: impl PgExecutor<'_>, club: ClubId, student: StudentId) -> ApiResult<()> {
-    sqlx::query("INSERT INTO club_members (club_id, student_id) VALUES ($1, $2)")
+async fn insert_member(db: impl Into<Conn<'_>>, club: ClubId, student: StudentId) -> ApiResult<()> {
+    query("INSERT INTO club_members (club_id, student_id) VALUES ($1, $2)")
         .bind(club)
         .bind(student)
         .execute(db)
@@ -202,7 +202,7 @@ async fn create_club(
     for _ in 0..JOIN_CODE_ATTEMPTS {
         let code = new_join_code();
         let mut tx = state.db.begin().await?;
-        let inserted = sqlx::query(
+        let inserted = query(
             "INSERT INTO clubs (id, school_id, name, join_code, created_by_user, created_by_student) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -212,12 +212,12 @@ async fn create_club(
         .bind(code.as_str())
         .bind(by_user)
         .bind(by_student)
-        .execute(&mut *tx)
+        .execute(&mut tx)
         .await;
         match inserted {
             Ok(_) => {
                 if let Some(student) = by_student {
-                    insert_member(&mut *tx, id, student).await?;
+                    insert_member(&mut tx, id, student).await?;
                 }
                 tx.commit().await?;
                 tracing::info!(club.id = %id, school.id = %school_id, "club created");
@@ -280,7 +280,7 @@ async fn join_club(
     let code = JoinCode::parse(&req.join_code)
         .map_err(|e| ApiError::validation("join_code", e.to_string()))?;
     let club: Option<(ClubId,)> =
-        sqlx::query_as("SELECT id FROM clubs WHERE join_code = $1 AND school_id = $2")
+        query("SELECT id FROM clubs WHERE join_code = $1 AND school_id = $2")
             .bind(code.as_str())
             .bind(school_id)
             .fetch_optional(&state.db)
@@ -331,10 +331,10 @@ async fn list_clubs(
             return Err(ApiError::Forbidden);
         }
     };
-    let rows: Vec<ClubRow> = sqlx::query_as(concat!(
+    let rows: Vec<ClubRow> = query(concat!(
         "SELECT ",
         club_columns!(),
-        " FROM clubs c WHERE ($2::uuid IS NULL OR c.school_id = $2) AND ($3::uuid IS NULL OR c.id > $3) \
+        " FROM clubs c WHERE ($2 IS NULL OR c.school_id = $2) AND ($3 IS NULL OR c.id > $3) \
          ORDER BY c.id LIMIT $4"
     ))
     .bind(student_of(&actor))
@@ -395,10 +395,10 @@ async fn list_members(
 ) -> ApiResult<Json<Page<ClubMember>>> {
     let (limit, after) = page_params(&q)?;
     visible_club(&state, &principal.actor, club_id).await?;
-    let rows: Vec<MemberRow> = sqlx::query_as(
+    let rows: Vec<MemberRow> = query(
         "SELECT m.student_id, s.nickname, m.joined_at FROM club_members m \
          JOIN students s ON s.id = m.student_id \
-         WHERE m.club_id = $1 AND s.removed_at IS NULL AND ($2::uuid IS NULL OR m.student_id > $2) \
+         WHERE m.club_id = $1 AND s.removed_at IS NULL AND ($2 IS NULL OR m.student_id > $2) \
          ORDER BY m.student_id LIMIT $3",
     )
     .bind(club_id)

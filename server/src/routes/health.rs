@@ -1,4 +1,5 @@
-//! `/healthz` (the process lives) and `/readyz` (Postgres and Redis both answer).
+//! `/healthz` (the process lives) and `/readyz` (the database and, when configured, Redis
+//! answer).
 
 use std::time::Duration;
 
@@ -12,7 +13,7 @@ use utoipa_axum::routes;
 
 use crate::error::error_response;
 use crate::extract::Json;
-use crate::state::{AppState, ping_postgres, ping_redis};
+use crate::state::{AppState, ping_database, ping_redis};
 
 /// How long a readiness probe waits for each dependency.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
@@ -30,30 +31,42 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(serde_json::json!({"status": "ok"}))
 }
 
-/// Readiness: 200 only while both Postgres and Redis answer; otherwise 503 naming which does not.
+/// Readiness: 200 only while the database and (when configured) Redis answer; otherwise 503
+/// naming which does not.
 #[utoipa::path(get, path = "/readyz", tag = "health", responses(
     (status = 200, body = Readiness),
-    (status = 503, body = ErrorBody, description = "Postgres or Redis does not answer; the message names it"),
+    (status = 503, body = ErrorBody, description = "The database or Redis does not answer; the message names it"),
 ))]
 async fn readyz(State(state): State<AppState>) -> Response {
-    let (pg, redis) = tokio::join!(
-        ping_postgres(&state.db, PROBE_TIMEOUT),
-        ping_redis(&state.redis, PROBE_TIMEOUT)
-    );
-    let down: Vec<&str> = [("postgres", pg.is_ok()), ("redis", redis.is_ok())]
+    let backend = state.db.dialect().name();
+    let redis_probe = async {
+        match &state.redis {
+            Some(pool) => ping_redis(pool, PROBE_TIMEOUT).await.is_ok(),
+            None => true,
+        }
+    };
+    let (db, redis_ok) = tokio::join!(ping_database(&state.db, PROBE_TIMEOUT), redis_probe);
+    let down: Vec<&str> = [(backend, db.is_ok()), ("redis", redis_ok)]
         .into_iter()
         .filter(|(_, ok)| !ok)
         .map(|(name, _)| name)
         .collect();
     if down.is_empty() {
         return Json(Readiness {
-            postgres: "ok".into(),
-            redis: "ok".into(),
+            database: backend.into(),
+            database_status: "ok".into(),
+            redis: if state.redis.is_some() {
+                "ok"
+            } else {
+                "in_process"
+            }
+            .into(),
         })
         .into_response();
     }
     let code = match down.as_slice() {
         ["postgres"] => "postgres_unavailable",
+        ["sqlite"] => "sqlite_unavailable",
         ["redis"] => "redis_unavailable",
         _ => "dependencies_unavailable",
     };

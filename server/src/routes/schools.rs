@@ -1,11 +1,11 @@
 //! Schools and their staff: the programme office creates schools and their admins; a school
 //! admin creates the school's teachers.
 
+use crate::store::{Conn, query};
 use axum::extract::State;
 use axum::http::StatusCode;
 use schema::api::{CreateSchool, CreateUser, Page, PageQuery, Role, School, User};
 use schema::{ErrorBody, SchoolId, UserId};
-use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -75,8 +75,8 @@ macro_rules! user_columns {
 }
 
 /// One adult account.
-pub(crate) async fn fetch_user(db: impl PgExecutor<'_>, id: UserId) -> ApiResult<Option<UserRow>> {
-    Ok(sqlx::query_as(concat!(
+pub(crate) async fn fetch_user(db: impl Into<Conn<'_>>, id: UserId) -> ApiResult<Option<UserRow>> {
+    Ok(query(concat!(
         "SELECT ",
         user_columns!(),
         " FROM users WHERE id = $1"
@@ -86,8 +86,8 @@ pub(crate) async fn fetch_user(db: impl PgExecutor<'_>, id: UserId) -> ApiResult
     .await?)
 }
 
-async fn fetch_school(db: impl PgExecutor<'_>, id: SchoolId) -> ApiResult<SchoolRow> {
-    sqlx::query_as("SELECT id, name, county, pioneer, created_at FROM schools WHERE id = $1")
+async fn fetch_school(db: impl Into<Conn<'_>>, id: SchoolId) -> ApiResult<SchoolRow> {
+    query("SELECT id, name, county, pioneer, created_at FROM schools WHERE id = $1")
         .bind(id)
         .fetch_optional(db)
         .await?
@@ -110,7 +110,7 @@ async fn create_school(
     principal.actor.require_programme_admin()?;
     let name = text_field("name", &req.name, 100)?;
     let county = text_field("county", &req.county, 100)?;
-    let row: SchoolRow = sqlx::query_as(
+    let row: SchoolRow = query(
         "INSERT INTO schools (id, name, county, pioneer) VALUES ($1, $2, $3, $4) \
          RETURNING id, name, county, pioneer, created_at",
     )
@@ -142,9 +142,9 @@ async fn list_schools(
 ) -> ApiResult<Json<Page<School>>> {
     let (limit, after) = page_params(&q)?;
     let only = principal.actor.school_id();
-    let rows: Vec<SchoolRow> = sqlx::query_as(
+    let rows: Vec<SchoolRow> = query(
         "SELECT id, name, county, pioneer, created_at FROM schools \
-         WHERE ($1::uuid IS NULL OR id = $1) AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3",
+         WHERE ($1 IS NULL OR id = $1) AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3",
     )
     .bind(only)
     .bind(after)
@@ -226,11 +226,11 @@ async fn list_teachers(
 ) -> ApiResult<Json<Page<User>>> {
     principal.actor.require_school_admin_of(school_id)?;
     let (limit, after) = page_params(&q)?;
-    let rows: Vec<UserRow> = sqlx::query_as(concat!(
+    let rows: Vec<UserRow> = query(concat!(
         "SELECT ",
         user_columns!(),
         " FROM users WHERE school_id = $1 AND role = 'teacher' \
-         AND ($2::uuid IS NULL OR id > $2) ORDER BY id LIMIT $3"
+         AND ($2 IS NULL OR id > $2) ORDER BY id LIMIT $3"
     ))
     .bind(school_id)
     .bind(after)
@@ -253,7 +253,7 @@ pub(crate) async fn create_user(
     let display_name = text_field("display_name", &req.display_name, 60)?;
     validate_password(&req.password)?;
     let hash = hash_password(req.password).await?;
-    let row: UserRow = sqlx::query_as(concat!(
+    let row: UserRow = query(concat!(
         "INSERT INTO users (id, role, school_id, username, display_name, password_hash) \
          VALUES ($1, $2, $3, $4, $5, $6) RETURNING ",
         user_columns!()

@@ -17,6 +17,7 @@ use crate::extract::{Json, Path, Query};
 use crate::league::standings;
 use crate::routes::{into_page, page_params, text_field};
 use crate::state::AppState;
+use crate::store::{AsConn, query};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -66,25 +67,20 @@ macro_rules! season_columns {
     };
 }
 
-async fn fetch_season(
-    conn: &mut sqlx::PgConnection,
-    id: SeasonId,
-    lock: bool,
-) -> ApiResult<SeasonRow> {
-    let sql = if lock {
-        concat!(
-            "SELECT ",
-            season_columns!(),
-            " FROM seasons WHERE id = $1 FOR UPDATE"
-        )
+async fn fetch_season(conn: &mut dyn AsConn, id: SeasonId, lock: bool) -> ApiResult<SeasonRow> {
+    let lock = if lock {
+        conn.as_conn().dialect().for_update()
     } else {
-        concat!("SELECT ", season_columns!(), " FROM seasons WHERE id = $1")
+        ""
     };
-    sqlx::query_as(sql)
-        .bind(id)
-        .fetch_optional(conn)
-        .await?
-        .ok_or(ApiError::NotFound("season"))
+    query(format!(
+        "SELECT {} FROM seasons WHERE id = $1{lock}",
+        season_columns!()
+    ))
+    .bind(id)
+    .fetch_optional(conn)
+    .await?
+    .ok_or(ApiError::NotFound("season"))
 }
 
 /// Creates a draft season (programme admin).
@@ -106,7 +102,7 @@ async fn create_season(
         Some(name) => SchoolTimeZone::parse(name)
             .map_err(|e| ApiError::validation("timezone", e.to_string()))?,
     };
-    let row: SeasonRow = sqlx::query_as(concat!(
+    let row: SeasonRow = query(concat!(
         "INSERT INTO seasons (id, name, starts_on, ends_on, timezone) VALUES ($1, $2, $3, $4, $5) RETURNING ",
         season_columns!()
     ))
@@ -131,10 +127,10 @@ async fn list_seasons(
     Query(q): Query<PageQuery>,
 ) -> ApiResult<Json<Page<Season>>> {
     let (limit, after) = page_params(&q)?;
-    let rows: Vec<SeasonRow> = sqlx::query_as(concat!(
+    let rows: Vec<SeasonRow> = query(concat!(
         "SELECT ",
         season_columns!(),
-        " FROM seasons WHERE ($1::uuid IS NULL OR id > $1) ORDER BY id LIMIT $2"
+        " FROM seasons WHERE ($1 IS NULL OR id > $1) ORDER BY id LIMIT $2"
     ))
     .bind(after)
     .bind(limit + 1)
@@ -177,12 +173,11 @@ async fn activate_season(
     let mut tx = state.db.begin().await?;
     let row = fetch_season(&mut tx, id, true).await?;
     let current = season::SeasonStatus::parse(&row.status).unwrap_or(season::SeasonStatus::Draft);
-    let (another_active,): (bool,) = sqlx::query_as(
-        "SELECT EXISTS (SELECT 1 FROM seasons WHERE status = 'active' AND id <> $1)",
-    )
-    .bind(id)
-    .fetch_one(&mut *tx)
-    .await?;
+    let (another_active,): (bool,) =
+        query("SELECT EXISTS (SELECT 1 FROM seasons WHERE status = 'active' AND id <> $1)")
+            .bind(id)
+            .fetch_one(&mut tx)
+            .await?;
     let transition = season::activate(current, another_active).map_err(|e| match e {
         season::SeasonError::AnotherActive => {
             ApiError::Conflict("season_already_active", e.to_string())
@@ -191,13 +186,14 @@ async fn activate_season(
     })?;
     let row = match transition {
         Transition::Unchanged => row,
-        Transition::To(status) => sqlx::query_as(concat!(
-            "UPDATE seasons SET status = $2, activated_at = now() WHERE id = $1 RETURNING ",
+        Transition::To(status) => query(concat!(
+            "UPDATE seasons SET status = $2, activated_at = $3 WHERE id = $1 RETURNING ",
             season_columns!()
         ))
         .bind(id)
         .bind(status.as_str())
-        .fetch_one(&mut *tx)
+        .bind(time::OffsetDateTime::now_utc())
+        .fetch_one(&mut tx)
         .await
         .map_err(|e| match violated_constraint(&e) {
             Some("seasons_one_active") => ApiError::Conflict(
@@ -229,22 +225,20 @@ async fn close_season(
     let mut tx = state.db.begin().await?;
     // Wait for every scoring write in flight, and hold new ones off until the standings are
     // written: they then find the season closed.
-    sqlx::query("SELECT pg_advisory_xact_lock($1)")
-        .bind(crate::league::SEASON_LOCK)
-        .execute(&mut *tx)
-        .await?;
+    tx.lock(crate::league::SEASON_LOCK).await?;
     let row = fetch_season(&mut tx, id, true).await?;
     let current = season::SeasonStatus::parse(&row.status).unwrap_or(season::SeasonStatus::Draft);
     let (row, finalised) = match season::close(current) {
         Transition::Unchanged => (row, None),
         Transition::To(status) => {
-            let row: SeasonRow = sqlx::query_as(concat!(
-                "UPDATE seasons SET status = $2, closed_at = now() WHERE id = $1 RETURNING ",
+            let row: SeasonRow = query(concat!(
+                "UPDATE seasons SET status = $2, closed_at = $3 WHERE id = $1 RETURNING ",
                 season_columns!()
             ))
             .bind(id)
             .bind(status.as_str())
-            .fetch_one(&mut *tx)
+            .bind(time::OffsetDateTime::now_utc())
+            .fetch_one(&mut tx)
             .await?;
             let challenges = standings::close_season(&mut tx, id).await?;
             (row, Some(challenges))

@@ -7,6 +7,7 @@
 //! which may read that station's code and nothing else. Students never read a code over the
 //! API: they must be at the station to see it.
 
+use crate::store::{Conn, TextList, query};
 use axum::extract::State;
 use axum::http::StatusCode;
 use game_rules::catalogue::VerificationMethod;
@@ -14,7 +15,6 @@ use rand::RngExt as _;
 use schema::api::{Page, PageQuery, Role, TokenResponse};
 use schema::league::{CreateStation, Station, StationCode};
 use schema::{ErrorBody, SchoolId, StationId, UserId};
-use sqlx::PgExecutor;
 use time::OffsetDateTime;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -47,6 +47,7 @@ struct StationRow {
     id: StationId,
     school_id: SchoolId,
     name: String,
+    #[sqlx(try_from = "TextList")]
     behaviors: Vec<String>,
     window_secs: i32,
     created_at: OffsetDateTime,
@@ -73,8 +74,8 @@ macro_rules! station_columns {
     };
 }
 
-async fn fetch_station(db: impl PgExecutor<'_>, id: StationId) -> ApiResult<StationRow> {
-    sqlx::query_as(concat!(
+async fn fetch_station(db: impl Into<Conn<'_>>, id: StationId) -> ApiResult<StationRow> {
+    query(concat!(
         "SELECT ",
         station_columns!(),
         " FROM stations WHERE id = $1"
@@ -160,7 +161,7 @@ async fn create_station(
     }
     let secret: [u8; 32] = rand::rng().random();
     let id = StationId::new();
-    let row: StationRow = sqlx::query_as(concat!(
+    let row: StationRow = query(concat!(
         "INSERT INTO stations (id, school_id, name, behaviors, secret, window_secs, created_by) \
          VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING ",
         station_columns!()
@@ -168,7 +169,7 @@ async fn create_station(
     .bind(id)
     .bind(school)
     .bind(&name)
-    .bind(&behaviors)
+    .bind(TextList(behaviors.clone()))
     .bind(secret.as_slice())
     .bind(i32::try_from(window_secs).unwrap_or(i32::MAX))
     .bind(user)
@@ -205,10 +206,10 @@ async fn list_stations(
         } => None,
         actor => Some(school_staff(&actor).ok_or(ApiError::Forbidden)?.1),
     };
-    let rows: Vec<StationRow> = sqlx::query_as(concat!(
+    let rows: Vec<StationRow> = query(concat!(
         "SELECT ",
         station_columns!(),
-        " FROM stations WHERE ($1::uuid IS NULL OR school_id = $1) AND ($2::uuid IS NULL OR id > $2) \
+        " FROM stations WHERE ($1 IS NULL OR school_id = $1) AND ($2 IS NULL OR id > $2) \
          ORDER BY id LIMIT $3"
     ))
     .bind(school)

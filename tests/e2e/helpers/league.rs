@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use super::{Reply, TestApp};
+use super::{Backend, Reply, TestApp, backend};
 
 /// RFC 3339 for an instant.
 pub fn rfc3339(at: OffsetDateTime) -> String {
@@ -146,5 +146,76 @@ impl TestApp {
                 .await
                 .expect("del");
         }
+    }
+
+    /// Every live board of this test, with its content, whichever store holds them: on the
+    /// Postgres backend the raw Redis keys ([`TestApp::redis_dump`]), on the embedded backend
+    /// every board of every season as the in-process store answers it.
+    pub async fn boards_dump(&self) -> BTreeMap<String, Vec<(String, String)>> {
+        match backend() {
+            Backend::Postgres => self.redis_dump().await,
+            Backend::Sqlite => {
+                let store = &self.state.league.boards;
+                let mut out = BTreeMap::new();
+                for (season, board) in self.live_boards().await {
+                    let info = carbon_league::league::season(&self.db, season)
+                        .await
+                        .expect("season");
+                    let (rows, size) = store
+                        .range(season, info.epoch(), board, 0, 1_000_000)
+                        .await
+                        .expect("range");
+                    let mut content = vec![("size".to_owned(), size.to_string())];
+                    content.extend(rows.into_iter().map(|r| {
+                        (
+                            r.member.to_string(),
+                            format!("{} {} {} {}", r.rank, r.score, r.points, r.reached_at),
+                        )
+                    }));
+                    out.insert(format!("{season}:{board}"), content);
+                }
+                out
+            }
+        }
+    }
+
+    /// Empties the live boards, as a Redis flush (or a restart without Redis) would.
+    pub async fn empty_boards(&self) {
+        match backend() {
+            Backend::Postgres => self.empty_redis().await,
+            Backend::Sqlite => {
+                for (season, board) in self.live_boards().await {
+                    self.state
+                        .league
+                        .boards
+                        .drop_board(season, board)
+                        .await
+                        .expect("drop");
+                }
+            }
+        }
+    }
+
+    async fn live_boards(
+        &self,
+    ) -> Vec<(schema::SeasonId, carbon_league::league::boards::BoardKey)> {
+        let seasons: Vec<schema::SeasonId> = carbon_league::store::query("SELECT id FROM seasons")
+            .scalars(&self.db)
+            .await
+            .expect("seasons");
+        let mut out = Vec::new();
+        for season in seasons {
+            for board in self
+                .state
+                .league
+                .boards
+                .boards(season)
+                .await
+                .expect("boards")
+            {
+                out.push((season, board));
+            }
+        }
+        out
     }
 }
