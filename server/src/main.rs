@@ -33,7 +33,8 @@ enum Command {
     },
     /// Apply pending database migrations and exit.
     Migrate,
-    /// Rebuild every leaderboard of a season exactly from Postgres (default: the active season).
+    /// Rebuild every Redis leaderboard of a season exactly from the database (default: the active
+    /// season).
     RebuildLeaderboards {
         /// The season to rebuild.
         #[arg(long)]
@@ -83,6 +84,13 @@ async fn main() -> anyhow::Result<()> {
         }
         Command::RebuildLeaderboards { season } => {
             let state = carbon_league::state::AppState::connect(settings).await?;
+            if state.boards_in_process() {
+                println!(
+                    "no Redis is configured: leaderboards live in the server's process and are \
+                     rebuilt from the database every time it starts; nothing to do"
+                );
+                return Ok(());
+            }
             let season = match season {
                 Some(id) => schema::SeasonId(id),
                 None => carbon_league::league::active_season(&state.db)
