@@ -135,6 +135,7 @@ async fn a_killed_embedded_server_restarts_with_every_acknowledged_submission_an
         "carbon-league-crash-{}",
         uuid::Uuid::new_v4().simple()
     ));
+    let _cleanup = RemoveOnDrop(dir.clone());
     let db = dir.join("league.sqlite3");
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
@@ -308,5 +309,13 @@ async fn a_killed_embedded_server_restarts_with_every_acknowledged_submission_an
         "the boards are rebuilt exactly from the database"
     );
     drop(server);
-    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Removes the test's directory however the test ends.
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
