@@ -1,19 +1,27 @@
-//! The correctness check after the run, against Postgres — the source of truth.
+//! The correctness check after the run, against the server's database — the source of truth:
+//! Postgres, or the embedded SQLite file (see [`connect`]). Its SQL runs on both.
 //!
-//! 1. Every acknowledged submission is in Postgres exactly once: a row with the acknowledged id,
+//! 1. Every acknowledged submission is in the database exactly once: a row with the acknowledged id,
 //!    the same student and idempotency key, and no other row for that key. Rows the run never
 //!    heard back about (a request whose answer was lost) are counted, not failed, as long as
 //!    their key is one the run sent.
-//! 2. Every submission the run verified (a station ack, an approval) is verified in Postgres.
+//! 2. Every submission the run verified (a station ack, an approval) is verified in the
+//!    database.
 //! 3. Every board of the run's schools — each class, each school, each challenge (total and
-//!    per capita) — and the run's schools on the province board equal the verified points in
-//!    Postgres for the season: the size, each row's points and score, and the ranking order.
+//!    per capita) — and the run's schools on the province board, read over the HTTP API
+//!    (`GET /leaderboards/{board}`), equal the verified points in the database for the season:
+//!    the size, each row's points and score, and the ranking order.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use carbon_league::settings::DatabaseSettings;
+use carbon_league::store::{Db, IdList, query};
 use schema::league::Board;
 use schema::{SeasonId, StudentId, SubmissionId};
-use sqlx::PgPool;
 use uuid::Uuid;
 
 use crate::api::Api;
@@ -25,7 +33,7 @@ use crate::world::World;
 pub struct CheckReport {
     /// Acknowledged submissions checked.
     pub acknowledged: usize,
-    /// Rows in Postgres for the run's students.
+    /// Rows in the database for the run's students.
     pub rows: usize,
     /// Rows whose answer the run never received (sent, committed, answer lost).
     pub unacknowledged_rows: usize,
@@ -55,9 +63,41 @@ impl CheckReport {
     }
 }
 
+/// Opens the server's database for the season look-up and the check: a `postgres://` URL (a
+/// small pool, as before), or `sqlite://PATH`, the embedded server's file, opened beside the
+/// running server (WAL lets a reader in while it writes). The file must exist already: the
+/// server creates it.
+pub async fn connect(url: &str) -> anyhow::Result<Db> {
+    let url = url.trim();
+    if let Some(path) = url.strip_prefix("sqlite://") {
+        anyhow::ensure!(
+            Path::new(path).is_file(),
+            "--database-url {url}: no such file (start the server on it first)"
+        );
+        let settings = DatabaseSettings {
+            url: url.to_owned(),
+            sqlite_path: String::new(),
+            max_connections: 4,
+            min_connections: 0,
+            acquire_timeout_ms: 30_000,
+            // SQLite's busy timeout: how long a statement waits for a lock it needs.
+            statement_timeout_ms: 30_000,
+        };
+        return Db::connect(&settings)
+            .await
+            .with_context(|| format!("open the embedded database {path}"));
+    }
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(4)
+        .acquire_timeout(Duration::from_secs(30))
+        .connect(url)
+        .await?;
+    Ok(Db::Postgres(pool))
+}
+
 /// Runs the check.
 pub async fn run(
-    db: &PgPool,
+    db: &Db,
     api: &Api,
     world: &World,
     acked: &[Acked],
@@ -68,7 +108,7 @@ pub async fn run(
         verified: verified.len(),
         ..CheckReport::default()
     };
-    let students: Vec<Uuid> = world
+    let students: IdList = world
         .schools
         .iter()
         .flat_map(|s| &s.classes)
@@ -76,11 +116,14 @@ pub async fn run(
         .map(|s| s.id.0)
         .collect();
 
+    let dialect = db.dialect();
+
     // 1. Exactly once.
-    let rows: Vec<(SubmissionId, StudentId, String)> = sqlx::query_as(
-        "SELECT id, student_id, idempotency_key FROM submissions WHERE student_id = ANY($1)",
-    )
-    .bind(&students)
+    let rows: Vec<(SubmissionId, StudentId, String)> = query(format!(
+        "SELECT id, student_id, idempotency_key FROM submissions WHERE {}",
+        dialect.in_ids("student_id", "$1")
+    ))
+    .bind(students)
     .fetch_all(db)
     .await?;
     r.rows = rows.len();
@@ -96,7 +139,7 @@ pub async fn run(
         acked_keys.insert((a.student, a.key.as_str()));
         match by_key.get(&(a.student, a.key.as_str())) {
             None => r.mismatch(format!(
-                "submission {} (key {}) was acknowledged but is not in Postgres",
+                "submission {} (key {}) was acknowledged but is not in the database",
                 a.id, a.key
             )),
             Some(ids) if ids.len() > 1 => r.mismatch(format!(
@@ -125,17 +168,18 @@ pub async fn run(
     }
 
     // 2. Verified.
-    let ids: Vec<Uuid> = verified.iter().map(|v| v.0).collect();
-    let (n,): (i64,) = sqlx::query_as(
-        "SELECT count(*) FROM verifications WHERE submission_id = ANY($1) AND outcome = 'verified'",
-    )
-    .bind(&ids)
-    .fetch_one(db)
+    let ids: IdList = verified.iter().map(|v| v.0).collect();
+    let n: i64 = query(format!(
+        "SELECT count(*) FROM verifications WHERE {} AND outcome = 'verified'",
+        dialect.in_ids("submission_id", "$1")
+    ))
+    .bind(ids)
+    .scalar(db)
     .await?;
     let unique: HashSet<&SubmissionId> = verified.iter().collect();
     if usize::try_from(n).unwrap_or(0) != unique.len() {
         r.mismatch(format!(
-            "{} submissions were verified over the API, {n} of them are verified in Postgres",
+            "{} submissions were verified over the API, {n} of them are verified in the database",
             unique.len()
         ));
     }
@@ -220,14 +264,10 @@ struct SchoolPoints {
 }
 
 /// Verified, unrevoked points per student of a school in the season.
-async fn school_points(
-    db: &PgPool,
-    season: SeasonId,
-    school: Uuid,
-) -> anyhow::Result<SchoolPoints> {
-    let rows: Vec<(Uuid, Uuid, i64)> = sqlx::query_as(
+async fn school_points(db: &Db, season: SeasonId, school: Uuid) -> anyhow::Result<SchoolPoints> {
+    let rows: Vec<(Uuid, Uuid, i64)> = query(
         "SELECT s.student_id, s.class_id, \
-           COALESCE(sum(s.points) FILTER (WHERE r.submission_id IS NULL), 0)::bigint \
+           CAST(COALESCE(sum(s.points) FILTER (WHERE r.submission_id IS NULL), 0) AS BIGINT) \
          FROM submissions s JOIN verifications v ON v.submission_id = s.id AND v.outcome = 'verified' \
          LEFT JOIN revocations r ON r.submission_id = s.id \
          WHERE s.season_id = $1 AND s.school_id = $2 GROUP BY s.student_id, s.class_id",
@@ -242,7 +282,7 @@ async fn school_points(
         students.insert(*student, (*class, *points));
         *classes.entry(*class).or_default() += points;
     }
-    let sizes: Vec<(Uuid, i64)> = sqlx::query_as(
+    let sizes: Vec<(Uuid, i64)> = query(
         "SELECT c.id, count(x.id) FILTER (WHERE x.removed_at IS NULL) FROM classes c \
          LEFT JOIN students x ON x.class_id = c.id WHERE c.school_id = $1 GROUP BY c.id",
     )
@@ -258,10 +298,10 @@ async fn school_points(
 }
 
 /// Verified, unrevoked points per participant of a challenge.
-async fn challenge_points(db: &PgPool, challenge: Uuid) -> anyhow::Result<BTreeMap<Uuid, i64>> {
-    let rows: Vec<(Uuid, i64)> = sqlx::query_as(
+async fn challenge_points(db: &Db, challenge: Uuid) -> anyhow::Result<BTreeMap<Uuid, i64>> {
+    let rows: Vec<(Uuid, i64)> = query(
         "SELECT sc.participant_id, \
-           COALESCE(sum(s.points) FILTER (WHERE r.submission_id IS NULL), 0)::bigint \
+           CAST(COALESCE(sum(s.points) FILTER (WHERE r.submission_id IS NULL), 0) AS BIGINT) \
          FROM submission_challenges sc JOIN submissions s ON s.id = sc.submission_id \
          JOIN verifications v ON v.submission_id = s.id AND v.outcome = 'verified' \
          LEFT JOIN revocations r ON r.submission_id = s.id \
@@ -285,7 +325,7 @@ fn compare(
     r.boards += 1;
     if whole && board.size != expected.len() as u64 {
         r.mismatch(format!(
-            "{name}: {} members on the board, {} with verified points in Postgres",
+            "{name}: {} members on the board, {} with verified points in the database",
             board.size,
             expected.len()
         ));
@@ -306,7 +346,7 @@ fn compare(
                 e.id
             )),
             Some(p) if *p != e.points => r.mismatch(format!(
-                "{name}: {} has {} points on the board, {p} in Postgres",
+                "{name}: {} has {} points on the board, {p} in the database",
                 e.id, e.points
             )),
             Some(p) => {

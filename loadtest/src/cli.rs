@@ -49,7 +49,7 @@ pub enum FanoutBoard {
 ///
 /// The run sets up its own schools through the server's API (as the programme admin), runs the
 /// scenario, prints a table (and `--json FILE`), then checks that every acknowledged submission
-/// is in Postgres exactly once and that every board equals the verified points in Postgres.
+/// is in the database exactly once and that every board equals the verified points there.
 /// Any mismatch exits with status 1 (2: the run could not be set up). See loadtest/README.md.
 ///
 /// Scenario defaults (S schools × C classes × N students, measured seconds, ramp seconds,
@@ -77,7 +77,8 @@ pub struct Args {
     #[arg(long = "server", default_value = "http://127.0.0.1:8080")]
     pub servers: Vec<String>,
 
-    /// The server's Postgres: the active season, and the correctness check.
+    /// The server's database, for the active season and the correctness check: a postgres://
+    /// URL, or sqlite://PATH for an embedded server's file (e.g. sqlite:///tmp/league.sqlite3).
     #[arg(
         long,
         env = "DATABASE_URL",

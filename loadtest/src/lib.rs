@@ -1,5 +1,6 @@
 //! Carbon League's load generator: simulated schools on the real server, over real WebSockets
-//! and HTTP, with a correctness check against Postgres at the end.
+//! and HTTP, with a correctness check against the server's database (Postgres or the embedded
+//! SQLite file) at the end.
 //!
 //! A run: set the world up through the API ([`world`]), start one task per student and teacher
 //! ([`client`]) on a connection ramp, play the scenario's timeline (measured phase, optional
@@ -38,10 +39,7 @@ use crate::report::Report;
 /// measured something).
 pub async fn run(args: Args) -> anyhow::Result<bool> {
     let params = args.resolve()?;
-    let db = sqlx::postgres::PgPoolOptions::new()
-        .max_connections(4)
-        .acquire_timeout(Duration::from_secs(30))
-        .connect(&args.database_url)
+    let db = check::connect(&args.database_url)
         .await
         .context("connect to --database-url")?;
     let mut targets = Vec::new();
@@ -197,7 +195,7 @@ pub async fn run(args: Args) -> anyhow::Result<bool> {
     let check = if args.no_check {
         None
     } else {
-        eprintln!("checking Postgres and the boards...");
+        eprintln!("checking the database and the boards...");
         Some(check::run(&db, &targets[0].api, &shared.world, &acked, &verified).await?)
     };
 

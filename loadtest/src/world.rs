@@ -8,13 +8,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use anyhow::Context as _;
+use carbon_league::store::{Db, query};
 use futures_util::StreamExt as _;
 use futures_util::stream;
 use schema::api::{Class, CreateClass, CreateUser, JoinResponse, LoginResponse, School, User};
 use schema::league::{Behavior, Challenge};
 use schema::{ChallengeId, ClassId, SchoolId, SeasonId, StationId, StudentId};
 use serde_json::json;
-use sqlx::PgPool;
 use time::{Date, Duration, OffsetDateTime};
 
 use crate::api::Api;
@@ -101,16 +101,16 @@ struct ActiveSeason {
     timezone: String,
 }
 
-async fn active_season(db: &PgPool) -> anyhow::Result<Option<ActiveSeason>> {
-    Ok(sqlx::query_as(
-        "SELECT id, starts_on, ends_on, timezone FROM seasons WHERE status = 'active'",
+async fn active_season(db: &Db) -> anyhow::Result<Option<ActiveSeason>> {
+    Ok(
+        query("SELECT id, starts_on, ends_on, timezone FROM seasons WHERE status = 'active'")
+            .fetch_optional(db)
+            .await?,
     )
-    .fetch_optional(db)
-    .await?)
 }
 
 /// The active season, or a new one (seven days back, four months ahead) activated now.
-async fn season(api: &Api, db: &PgPool, admin: &str) -> anyhow::Result<ActiveSeason> {
+async fn season(api: &Api, db: &Db, admin: &str) -> anyhow::Result<ActiveSeason> {
     if let Some(s) = active_season(db).await? {
         return Ok(s);
     }
@@ -155,7 +155,7 @@ async fn login(api: &Api, username: &str, password: &str) -> anyhow::Result<Logi
 pub async fn build(
     params: &Params,
     api: &Api,
-    db: &PgPool,
+    db: &Db,
     admin_user: &str,
     admin_password: &str,
     joined: Arc<AtomicU64>,
