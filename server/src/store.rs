@@ -141,13 +141,18 @@ impl Db {
             .foreign_keys(true)
             .busy_timeout(Duration::from_millis(s.statement_timeout_ms))
             .pragma("temp_store", "memory");
+        // No ping when a connection is handed out: an in-process SQLite connection does not go
+        // stale, and under load a ping that outlasts the acquire timeout made sqlx drop and
+        // reopen the one writer (with an empty statement cache).
         let write = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .acquire_timeout(s.acquire_timeout())
             .connect_with(options.clone())
             .await
             .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
         let read = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(s.max_connections.clamp(1, 16))
             .acquire_timeout(s.acquire_timeout())
             .idle_timeout(Some(Duration::from_secs(300)))

@@ -261,7 +261,7 @@ fn parse_frame(text: &str) -> Result<ClientMsg, BadFrame> {
 fn error_reply(id: Option<String>, err: &ApiError) -> ServerMsg {
     match err {
         ApiError::Internal(e) => tracing::error!(error = ?e, "websocket request failed"),
-        ApiError::DatabaseUnavailable(e) => tracing::warn!(error = %e, "postgres unavailable"),
+        ApiError::DatabaseUnavailable(e) => tracing::warn!(error = %e, "database unavailable"),
         ApiError::RedisUnavailable(e) => tracing::warn!(error = %e, "redis unavailable"),
         _ => {}
     }
