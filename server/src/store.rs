@@ -70,6 +70,22 @@ impl Dialect {
     pub fn for_update(self) -> &'static str {
         self.pick(" FOR UPDATE", "")
     }
+
+    /// `column` is one of the ids in list parameter `param` (`$n`).
+    pub fn in_ids(self, column: &str, param: &str) -> String {
+        match self {
+            Self::Postgres => format!("{column} = ANY({param})"),
+            Self::Sqlite => format!("{column} IN (SELECT unhex(value) FROM json_each({param}))"),
+        }
+    }
+
+    /// Text `value` (a parameter or column) is in the [`TextList`] column `list`.
+    pub fn has_text(self, list: &str, value: &str) -> String {
+        match self {
+            Self::Postgres => format!("{value} = ANY({list})"),
+            Self::Sqlite => format!("{value} IN (SELECT value FROM json_each({list}))"),
+        }
+    }
 }
 
 /// The database: Postgres or the embedded SQLite file. Cheap to clone.
@@ -156,7 +172,7 @@ impl Db {
             .max_connections(s.max_connections.clamp(1, 16))
             .acquire_timeout(s.acquire_timeout())
             .idle_timeout(Some(Duration::from_secs(300)))
-            .connect_with(options.read_only(false))
+            .connect_with(options)
             .await
             .with_context(|| format!("cannot open the SQLite database {}", path.display()))?;
         Ok(Self::Sqlite(Embedded {
@@ -663,24 +679,6 @@ impl From<TextList> for Vec<String> {
 impl From<IdList> for Vec<Uuid> {
     fn from(l: IdList) -> Self {
         l.0
-    }
-}
-
-impl Dialect {
-    /// `column` is one of the ids in list parameter `param` (`$n`).
-    pub fn in_ids(self, column: &str, param: &str) -> String {
-        match self {
-            Self::Postgres => format!("{column} = ANY({param})"),
-            Self::Sqlite => format!("{column} IN (SELECT unhex(value) FROM json_each({param}))"),
-        }
-    }
-
-    /// Text `value` (a parameter or column) is in the [`TextList`] column `list`.
-    pub fn has_text(self, list: &str, value: &str) -> String {
-        match self {
-            Self::Postgres => format!("{value} = ANY({list})"),
-            Self::Sqlite => format!("{value} IN (SELECT value FROM json_each({list}))"),
-        }
     }
 }
 

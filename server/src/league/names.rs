@@ -30,16 +30,12 @@ impl Names {
             }
         }
         if !missing.is_empty() {
-            let any = |column| db.dialect().in_ids(column, "$1");
+            let wanted = db.dialect().in_ids("id", "$1");
             let rows: Vec<(Uuid, String)> = query(format!(
-                "SELECT id, nickname FROM students WHERE {} \
-                 UNION ALL SELECT id, CAST(grade AS TEXT) || '年级' || name FROM classes WHERE {} \
-                 UNION ALL SELECT id, name FROM schools WHERE {} \
-                 UNION ALL SELECT id, name FROM clubs WHERE {}",
-                any("id"),
-                any("id"),
-                any("id"),
-                any("id"),
+                "SELECT id, nickname FROM students WHERE {wanted} \
+                 UNION ALL SELECT id, CAST(grade AS TEXT) || '年级' || name FROM classes WHERE {wanted} \
+                 UNION ALL SELECT id, name FROM schools WHERE {wanted} \
+                 UNION ALL SELECT id, name FROM clubs WHERE {wanted}",
             ))
             .bind(missing.into_iter().collect::<IdList>())
             .fetch_all(db)

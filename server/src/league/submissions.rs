@@ -636,27 +636,20 @@ async fn facts(conn: &mut dyn AsConn, id: SubmissionId, lock: bool) -> ApiResult
     if lock {
         crate::store::lock(conn, crate::league::SEASON_LOCK, true).await?;
     }
-    let sql = if lock {
-        conn.as_conn().dialect().pick(
-            "SELECT s.student_id, s.class_id, s.behavior_id, (se.status = 'active') AS season_active, v.outcome, \
-               (r.submission_id IS NOT NULL) AS revoked \
-             FROM submissions s JOIN seasons se ON se.id = s.season_id \
-             LEFT JOIN verifications v ON v.submission_id = s.id LEFT JOIN revocations r ON r.submission_id = s.id \
-             WHERE s.id = $1 FOR UPDATE OF s",
-            // The transaction holds SQLite's write lock: nothing else can change the row.
-            "SELECT s.student_id, s.class_id, s.behavior_id, (se.status = 'active') AS season_active, v.outcome, \
-               (r.submission_id IS NOT NULL) AS revoked \
-             FROM submissions s JOIN seasons se ON se.id = s.season_id \
-             LEFT JOIN verifications v ON v.submission_id = s.id LEFT JOIN revocations r ON r.submission_id = s.id \
-             WHERE s.id = $1",
-        )
+    // Postgres locks the submission's row; SQLite's transaction already holds the write lock,
+    // so nothing else can change it.
+    let lock = if lock {
+        conn.as_conn().dialect().pick(" FOR UPDATE OF s", "")
     } else {
+        ""
+    };
+    let sql = format!(
         "SELECT s.student_id, s.class_id, s.behavior_id, (se.status = 'active') AS season_active, v.outcome, \
            (r.submission_id IS NOT NULL) AS revoked \
          FROM submissions s JOIN seasons se ON se.id = s.season_id \
          LEFT JOIN verifications v ON v.submission_id = s.id LEFT JOIN revocations r ON r.submission_id = s.id \
-         WHERE s.id = $1"
-    };
+         WHERE s.id = $1{lock}"
+    );
     query(sql)
         .bind(id)
         .fetch_optional(&mut *conn)
